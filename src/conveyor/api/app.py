@@ -1,0 +1,78 @@
+"""The FastAPI application: wiring of routers, middleware, error handlers and server start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from conveyor import __version__
+from conveyor.api import errors
+from conveyor.api.context import RequestIdMiddleware
+from conveyor.api.deps import AppState, guarded
+from conveyor.api.routes import audit, environments, spec, system, tokens, users
+from conveyor.auth.service import bootstrap_admin
+from conveyor.clock import Clock, SystemClock, isoformat
+from conveyor.credentials import write_credentials
+from conveyor.settings import Settings
+from conveyor.store.db import Store
+from conveyor.store.migrate import ensure_migrated
+
+log = logging.getLogger("conveyor.server")
+
+
+def bootstrap(state: AppState, public_url: str) -> None:
+    """On an empty store, create the admin and write its token to the 0600 credentials file."""
+    with state.store.write() as session:
+        issued = bootstrap_admin(session, state.clock.now())
+        if issued is None:
+            return
+        # written inside the transaction: if the file cannot be written, no admin is created
+        write_credentials(
+            state.settings.credentials_file, url=public_url, user=issued.user, token=issued.token
+        )
+    log.info("created user 'admin'; its token is in %s", state.settings.credentials_file)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, public_url: str = "") -> FastAPI:
+    """Build the app for `settings`; refuses (StoreNotMigrated) when the store is not migrated."""
+    store = Store(settings.database_url)
+    schema_revision = ensure_migrated(store)
+    clock = clock or SystemClock()
+    state = AppState(settings, store, clock, isoformat(clock.now()), schema_revision)
+    bootstrap(state, public_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.dispose()
+
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        description="Release control plane API. Every route but /healthz and /readyz needs a bearer token.",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.conveyor = state
+    errors.install(app)
+    for module in (system, spec, environments, users, tokens, audit):
+        app.include_router(module.router)
+
+    @app.get("/openapi.json", tags=["system"], include_in_schema=True, **guarded("status:read"))
+    def openapi() -> dict[str, Any]:
+        """This API's OpenAPI document."""
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+        return app.openapi_schema
+
+    app.add_middleware(RequestIdMiddleware)
+    return app

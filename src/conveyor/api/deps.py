@@ -1,0 +1,117 @@
+"""Typed dependencies every route declares once: the store, the clock, the caller and its permission."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from conveyor.audit.log import AuditContext, record
+from conveyor.auth import service as auth
+from conveyor.auth.permissions import GLOBAL_PERMISSIONS, has_permission
+from conveyor.clock import Clock
+from conveyor.environments.service import current_role_table
+from conveyor.errors import Forbidden
+from conveyor.settings import Settings
+from conveyor.store.db import Store
+
+log = logging.getLogger("conveyor.api")
+
+
+@dataclass
+class AppState:
+    """What the running server shares between requests."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    started_at: str
+    schema_revision: str
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.conveyor  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(app_state)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def authenticated(request: Request, state: StateDep) -> auth.Principal:
+    """The caller behind the request's bearer token (401 otherwise)."""
+    now = state.clock.now()
+    with state.store.read() as session:
+        principal, stale = auth.authenticate(session, _bearer(request), now)
+    if stale:
+        with state.store.write() as session:
+            auth.touch_token(session, principal.token_id, now)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[auth.Principal, Depends(authenticated)]
+
+
+def audit_context(request: Request) -> AuditContext:
+    """Who and from where, for the audit events this request writes."""
+    principal = getattr(request.state, "principal", None)
+    return AuditContext(
+        actor=principal.name if principal else "anonymous",
+        source_ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+AuditDep = Annotated[AuditContext, Depends(audit_context)]
+
+
+def caller_may(state: AppState, principal: auth.Principal, permission: str) -> bool:
+    """Whether the caller's role holds a global permission under the applied spec."""
+    with state.store.read() as session:
+        table = current_role_table(session)
+    return has_permission(table, principal.role, permission)
+
+
+def require(permission: str) -> Callable[..., auth.Principal]:
+    """A dependency that authenticates and demands `permission`; denied writes are audited."""
+    if permission not in GLOBAL_PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+
+    def check(request: Request, state: StateDep, principal: PrincipalDep) -> auth.Principal:
+        if caller_may(state, principal, permission):
+            return principal
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            with state.store.write() as session:
+                record(
+                    session,
+                    audit_context(request),
+                    "access.denied",
+                    now=state.clock.now(),
+                    target=f"{request.method} {request.url.path}",
+                    outcome="denied",
+                    details={"permission": permission, "role": principal.role},
+                )
+        raise Forbidden(
+            f"role '{principal.role}' of user '{principal.name}' lacks the permission '{permission}'",
+            hint=f"ask an admin for a role with '{permission}' ({GLOBAL_PERMISSIONS[permission]})",
+            permission=permission,
+        )
+
+    return check
+
+
+def guarded(permission: str) -> dict[str, Any]:
+    """Route decorator arguments that enforce `permission` and publish it as `x-permission`."""
+    return {
+        "dependencies": [Depends(require(permission))],
+        "openapi_extra": {"x-permission": permission},
+    }

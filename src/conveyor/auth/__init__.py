@@ -1,0 +1,1 @@
+"""Users, tokens (stored hashed), roles and permission checks."""

@@ -1,0 +1,1 @@
+"""The `conveyor` command line: thin Typer commands over the API client, with readable errors."""

@@ -1,0 +1,76 @@
+"""Entry point of the `conveyor` command: the root app, its sub-commands, and error handling."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from conveyor import __version__
+from conveyor.cli import audit_cmds, server_cmds, spec_cmds, token_cmds, user_cmds
+from conveyor.cli.common import CliContext
+from conveyor.cli.output import exit_with_error
+from conveyor.errors import ConveyorError
+from conveyor.settings import load_settings
+
+app = typer.Typer(
+    name="conveyor",
+    help="Conveyor: declare environments in conveyor.yaml, promote one immutable artifact through them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"conveyor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    url: str = typer.Option(
+        None, "--url", envvar="CONVEYOR_URL", help="server URL (default: what `up` started)"
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version"
+    ),
+) -> None:
+    """Conveyor release control plane."""
+    ctx.obj = CliContext(load_settings(), url)
+
+
+spec_cmds.register(app)
+server_cmds.register(app)
+app.add_typer(user_cmds.app, name="user")
+app.command("whoami")(user_cmds.whoami)
+app.add_typer(token_cmds.app, name="token")
+app.add_typer(audit_cmds.app, name="audit")
+
+
+def run() -> None:
+    """Run the CLI; foreseeable errors print as messages with a non-zero exit, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+        # click returns (not raises) an Exit's code when standalone_mode is off
+        sys.exit(code if isinstance(code, int) else 0)
+    except ConveyorError as exc:
+        try:
+            exit_with_error(exc)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except click.ClickException as exc:  # usage errors: unknown option, missing argument
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,1 @@
+"""Applied state of conveyor.yaml: spec revisions, plans, and the environments they define."""

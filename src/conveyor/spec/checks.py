@@ -1,0 +1,174 @@
+"""Checks that span the whole file: pipeline order, self-references, router ports, what services need."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from conveyor.spec.fields import Issue, did_you_mean
+from conveyor.spec.vocabulary import TIER_RANK
+
+if TYPE_CHECKING:
+    from conveyor.spec.models import Spec
+
+
+def spec_issues(spec: Spec) -> list[Issue]:
+    """Every cross-environment problem of an otherwise well-formed spec."""
+    return [
+        *_pipeline_issues(spec),
+        *_self_references(spec),
+        *_port_clashes(spec),
+        *_service_needs(spec),
+    ]
+
+
+def _pipeline_issues(spec: Spec) -> list[Issue]:
+    issues: list[Issue] = []
+    environments = spec.environments
+    seen: set[str] = set()
+    highest: tuple[int, str, str] | None = None
+    if not spec.pipeline.stages:
+        return [
+            Issue(
+                ("pipeline", "stages"),
+                "the pipeline has no stages",
+                "list the environments an artifact moves through, e.g. [development, staging, production]",
+            )
+        ]
+    for index, stage in enumerate(spec.pipeline.stages):
+        name, where = stage.environment, ("pipeline", "stages", index)
+        environment = environments.get(name)
+        if environment is None:
+            issues.append(
+                Issue(
+                    where, f"pipeline stage '{name}' is not an environment", did_you_mean(name, environments)
+                )
+            )
+            continue
+        if name in seen:
+            issues.append(
+                Issue(where, f"environment '{name}' appears twice in the pipeline", "list each stage once")
+            )
+        seen.add(name)
+        if environment.is_preview:
+            issues.append(
+                Issue(
+                    where,
+                    f"'{name}' is a preview environment, not a pipeline stage",
+                    "previews are created per pull request; remove it from pipeline.stages",
+                )
+            )
+            continue
+        rank = TIER_RANK[environment.tier]
+        if highest is not None and rank < highest[0]:
+            issues.append(
+                Issue(
+                    where,
+                    f"stage '{name}' ({environment.tier}) comes after '{highest[1]}' ({highest[2]})",
+                    "order stages from development towards production; dr comes last",
+                )
+            )
+        if highest is None or rank > highest[0]:
+            highest = (rank, name, environment.tier)
+    for name, environment in environments.items():
+        if not environment.is_preview and name not in seen:
+            issues.append(
+                Issue(
+                    ("environments", name),
+                    f"environment '{name}' is not in the pipeline",
+                    "add it to pipeline.stages (with optional: true if releases may skip it), "
+                    "or make it tier: preview",
+                    at_key=True,
+                )
+            )
+    first = spec.pipeline.stages[0].environment
+    if first in environments:
+        for index, gate in enumerate(environments[first].promotion.gates):
+            if gate.type == "previous-stage":
+                issues.append(
+                    Issue(
+                        ("environments", first, "promotion", "gates", index),
+                        f"'{first}' is the first pipeline stage, so it has no previous stage",
+                        "remove this previous-stage gate",
+                    )
+                )
+    return issues
+
+
+def _self_references(spec: Spec) -> list[Issue]:
+    issues: list[Issue] = []
+    for name, environment in spec.environments.items():
+        if environment.data.source == name:
+            issues.append(
+                Issue(
+                    ("environments", name, "data", "source"),
+                    "an environment cannot copy its data from itself",
+                    "name another environment, e.g. production",
+                )
+            )
+        if environment.recovery is not None and environment.recovery.failover_to == name:
+            issues.append(
+                Issue(
+                    ("environments", name, "recovery", "failover_to"),
+                    "an environment cannot fail over to itself",
+                    "name a standby environment, usually of tier dr",
+                )
+            )
+    return issues
+
+
+def _port_clashes(spec: Spec) -> list[Issue]:
+    issues: list[Issue] = []
+    owners: dict[int, str] = {}
+    for name, environment in spec.environments.items():
+        if environment.router is None:
+            continue
+        port = environment.router.port
+        if port in owners:
+            issues.append(
+                Issue(
+                    ("environments", name, "router", "port"),
+                    f"router port {port} is already used by environment '{owners[port]}'",
+                    "give each environment its own port",
+                )
+            )
+        else:
+            owners[port] = name
+    return issues
+
+
+def _service_needs(spec: Spec) -> list[Issue]:
+    issues: list[Issue] = []
+    for service_name, service in spec.services.items():
+        for env_name, environment in spec.environments.items():
+            for secret in service.secrets:
+                if secret not in environment.secrets:
+                    issues.append(
+                        Issue(
+                            ("environments", env_name, "secrets"),
+                            f"service '{service_name}' needs secret '{secret}', which is not declared here",
+                            f"add {secret} under secrets (a reference only; "
+                            "set its value with `conveyor secret set`)",
+                            at_key=True,
+                        )
+                    )
+            for key, setting in service.config_schema.items():
+                if key in environment.config:
+                    problem = setting.problem_with(environment.config[key])
+                    if problem:
+                        issues.append(
+                            Issue(
+                                ("environments", env_name, "config", key),
+                                problem,
+                                f"service '{service_name}' declares {key} as {setting.type}",
+                            )
+                        )
+                elif setting.required:
+                    issues.append(
+                        Issue(
+                            ("environments", env_name, "config"),
+                            f"service '{service_name}' requires config {key}, which is not set here",
+                            f"add {key} under config",
+                            at_key=True,
+                        )
+                    )
+    return issues
