@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration lint typecheck lock clean
+.PHONY: demo test test-unit test-integration lint typecheck lock clean docs
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -40,3 +40,9 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the reference pages that are built from the code (tests fail when they drift).
+docs: $(STAMP)
+	$(BIN)/python -m conveyor.api.reference > docs/reference/api.md
+	$(BIN)/python -m conveyor.spec.reference docs/reference/conveyor-yaml.md
+	$(BIN)/typer conveyor.cli.main utils docs --name conveyor --output docs/reference/cli.md

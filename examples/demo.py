@@ -19,12 +19,13 @@ CONVEYOR = [sys.executable, "-m", "conveyor"]
 
 
 def step(title: str) -> None:
-    print(f"\n\033[1m== {title}\033[0m", flush=True)
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    print(f"\n{bold}== {title}{plain}", flush=True)
 
 
 def run(*args: str, token: str | None = None, expect: int = 0) -> str:
     """Run `conveyor ARGS` as a user would, echoing the command and its output."""
-    env = {**os.environ, "CONVEYOR_HOME": str(WORK / ".conveyor"), "COLUMNS": "120"}
+    env = {**os.environ, "CONVEYOR_HOME": str(WORK / ".conveyor")}
     env.pop("CONVEYOR_TOKEN", None)
     shown = "conveyor " + " ".join(args)
     if token:
@@ -51,8 +52,12 @@ def token_in(output: str) -> str:
 
 def main() -> None:
     if (WORK / ".conveyor" / "server.pid").exists():
-        subprocess.run([*CONVEYOR, "down"], cwd=WORK, env={**os.environ, "CONVEYOR_HOME": str(WORK / ".conveyor")},
-                       capture_output=True)
+        subprocess.run(
+            [*CONVEYOR, "down"],
+            cwd=WORK,
+            env={**os.environ, "CONVEYOR_HOME": str(WORK / ".conveyor")},
+            capture_output=True,
+        )
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
     spec = WORK / "conveyor.yaml"
@@ -64,9 +69,7 @@ def main() -> None:
     step("A file with mistakes is explained, line by line, and nothing happens")
     broken = WORK / "broken.yaml"
     text = spec.read_text()
-    broken.write_text(
-        text.replace("tier: production", "tier: prod", 1).replace("approvals:", "aprovals:", 1)
-    )
+    broken.write_text(text.replace("tier: production", "tier: prod", 1).replace("approvals:", "aprovals:", 1))
     run("validate", "broken.yaml", expect=2)
 
     step("Start the server in the background (first start creates the admin)")
@@ -76,8 +79,10 @@ def main() -> None:
     finally:
         step("Stop the server")
         run("down")
-    print(f"\nThe demo's state is in {WORK}. Explore it: cd .demo && ../.venv/bin/conveyor up && "
-          "../.venv/bin/conveyor status")
+    print(
+        f"\nThe demo's state is in {WORK}. Explore it: cd .demo && ../.venv/bin/conveyor up && "
+        "../.venv/bin/conveyor status"
+    )
 
 
 def journey(spec: Path, text: str) -> None:
@@ -102,9 +107,11 @@ def journey(spec: Path, text: str) -> None:
     run("token", "list", "--all")
     run("whoami", token=rita)
 
-    step("A developer may plan but not apply: 403 names the missing permission")
+    step("A developer may plan a change but not apply it: the 403 names the missing permission")
+    spec.write_text(spec.read_text().replace("DB_POOL_SIZE: 20", "DB_POOL_SIZE: 30", 1))
     run("plan", token=dev)
     run("apply", "--yes", token=dev, expect=1)
+    run("apply", "--yes", "--message", "bigger staging pool", token=rita)
 
     step("Status: server, store, environments")
     run("status")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from conveyor import __version__
@@ -55,22 +54,10 @@ app.add_typer(audit_cmds.app, name="audit")
 def run() -> None:
     """Run the CLI; foreseeable errors print as messages with a non-zero exit, never a traceback."""
     try:
-        code = app(standalone_mode=False)
-        # click returns (not raises) an Exit's code when standalone_mode is off
-        sys.exit(code if isinstance(code, int) else 0)
+        # standalone mode: the CLI framework prints usage errors and exits on its own
+        app()
     except ConveyorError as exc:
         try:
             exit_with_error(exc)
         except typer.Exit as done:
             sys.exit(done.exit_code)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except typer.Abort:
-        sys.stderr.write("aborted\n")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except click.ClickException as exc:  # usage errors: unknown option, missing argument
-        exc.show()
-        sys.exit(exc.exit_code)

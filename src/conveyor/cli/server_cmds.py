@@ -7,14 +7,14 @@ import sys
 
 import typer
 
+# the store and the server are imported inside the commands that need them: every other
+# command starts faster without SQLAlchemy, Alembic and Uvicorn
 from conveyor import daemon
 from conveyor.cli.client import Client, api_token, server_url
 from conveyor.cli.common import cli_context
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table
 from conveyor.errors import ClientError, ConveyorError, ServerUnreachable
 from conveyor.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
-from conveyor.store.db import Store, redact_url
-from conveyor.store.migrate import current_revision, head_revision, is_empty, upgrade
 
 db_app = typer.Typer(help="Conveyor's own state store schema.", no_args_is_help=True)
 
@@ -23,6 +23,9 @@ PortOption = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535, help="TCP po
 
 
 def _migrate_if_empty(settings: Settings) -> None:
+    from conveyor.store.db import Store, redact_url
+    from conveyor.store.migrate import is_empty, upgrade
+
     store = Store(settings.database_url)
     try:
         if is_empty(store):
@@ -114,6 +117,9 @@ def status(ctx: typer.Context, output: Output = OutputOption) -> None:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Migrate Conveyor's own schema to this version's newest revision."""
+    from conveyor.store.db import Store, redact_url
+    from conveyor.store.migrate import upgrade
+
     settings = cli_context(ctx).settings
     store = Store(settings.database_url)
     try:
@@ -136,6 +142,9 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """Show the store's schema revision and the newest this version knows."""
+    from conveyor.store.db import Store, redact_url
+    from conveyor.store.migrate import current_revision, head_revision
+
     settings = cli_context(ctx).settings
     store = Store(settings.database_url)
     try:

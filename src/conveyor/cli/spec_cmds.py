@@ -12,11 +12,17 @@ import typer
 from conveyor.cli.common import api
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table, short_time
 from conveyor.errors import ClientError, SpecError, SpecProblem
-from conveyor.spec import json_schema, load_spec_file, render_init
 
 spec_app = typer.Typer(help="Applied spec revisions: history, diff, show.", no_args_is_help=True)
 
 FileArg = typer.Argument(Path("conveyor.yaml"), help="the conveyor.yaml to read")
+
+
+def _load(path: Path) -> None:
+    """Validate locally first: precise FILE:LINE:COL errors without a round trip to the server."""
+    from conveyor.spec import load_spec_file
+
+    load_spec_file(path)
 
 
 def _read(path: Path) -> str:
@@ -31,12 +37,18 @@ def _read(path: Path) -> str:
 
 
 def init(
-    extra: str = typer.Option("", "--with", help="optional tiers to add, comma-separated: qa,dr"),
+    extra: str = typer.Option(
+        "",
+        "--with",
+        help="optional environments to add, comma-separated: qa, dr, preview (a pull-request template)",
+    ),
     project: str = typer.Option(None, "--project", help="project name (default: this directory's name)"),
     file: Path = typer.Option(Path("conveyor.yaml"), "--file", "-f", help="where to write"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
 ) -> None:
     """Write a commented conveyor.yaml with development, staging and production."""
+    from conveyor.spec import load_spec_file, render_init
+
     if file.exists() and not force:
         raise ClientError(f"{file} already exists", hint="pass --force to overwrite it")
     wanted = {part.strip() for part in extra.split(",") if part.strip()}
@@ -44,7 +56,7 @@ def init(
     try:
         text = render_init(name, frozenset(wanted))
     except ValueError as exc:
-        raise ClientError(str(exc), hint="--with takes qa and/or dr, e.g. --with qa,dr") from None
+        raise ClientError(str(exc), hint="--with takes qa, dr and/or preview, e.g. --with qa,dr") from None
     file.write_text(text, encoding="utf-8")
     spec = load_spec_file(file)
     console.print(f"wrote {file}: environments {', '.join(spec.environments)}")
@@ -53,6 +65,8 @@ def init(
 
 def validate(file: Path = FileArg, output: Output = OutputOption) -> None:
     """Check conveyor.yaml against the schema; mistakes print as FILE:LINE:COL with the fix."""
+    from conveyor.spec import load_spec_file
+
     try:
         spec = load_spec_file(file)
     except SpecError as exc:
@@ -71,6 +85,8 @@ def validate(file: Path = FileArg, output: Output = OutputOption) -> None:
 
 def schema(output_file: Path = typer.Option(None, "--output-file", help="write to a file instead")) -> None:
     """Print the JSON Schema of conveyor.yaml, for editor completion."""
+    from conveyor.spec import json_schema
+
     text = json.dumps(json_schema(), indent=2) + "\n"
     if output_file:
         output_file.write_text(text)
@@ -127,7 +143,7 @@ def _print_change(change: dict[str, Any], indent: str) -> None:
 def plan(ctx: typer.Context, file: Path = FileArg, output: Output = OutputOption) -> None:
     """Show what `apply` would change in the server's state, field by field."""
     source = _read(file)
-    load_spec_file(file)  # local validation first: precise FILE:LINE:COL errors, no round trip
+    _load(file)
     with api(ctx) as client:
         result = client.post("/api/v1/spec/plan", json={"source": source, "filename": str(file)})
     if output is Output.json:
@@ -145,7 +161,7 @@ def apply(
 ) -> None:
     """Apply conveyor.yaml as one new spec revision (shows the plan and asks first)."""
     source = _read(file)
-    load_spec_file(file)
+    _load(file)
     with api(ctx) as client:
         planned = client.post("/api/v1/spec/plan", json={"source": source, "filename": str(file)})
         if planned["empty"]:

@@ -139,11 +139,15 @@ def summarize_plan(changes: Iterable[Change]) -> Plan:
         if top != "environments":
             sections.setdefault(top, []).append(change)
         elif not rest:
-            # the whole `environments` mapping appeared or vanished
-            if change.op != "remove" and isinstance(change.new, Mapping):
-                added.extend(change.new)
-            if change.op != "add" and isinstance(change.old, Mapping):
-                removed.extend(change.old)
+            # the whole `environments` mapping appeared, vanished or was replaced by something else
+            new_names = list(change.new) if isinstance(change.new, Mapping) else []
+            old_names = list(change.old) if isinstance(change.old, Mapping) else []
+            added.extend(new_names)
+            removed.extend(old_names)
+            odd_new = change.op != "remove" and not isinstance(change.new, Mapping)
+            odd_old = change.op != "add" and not isinstance(change.old, Mapping)
+            if odd_new or odd_old or not (new_names or old_names):
+                sections.setdefault(top, []).append(change)
         elif len(rest) == 1 and change.op == "add":
             added.append(rest[0])
         elif len(rest) == 1 and change.op == "remove":

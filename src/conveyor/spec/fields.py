@@ -1,4 +1,4 @@
-"""Building blocks of the spec models: the base model, issues, choices, names and cross-references.
+"""Building blocks of the spec models: the base model, issues, suggestions, names and cross-references.
 
 Models raise `Issue`s through `raise_issues` so that one check can report several problems, each at
 its own key; `problems.py` turns them into `SpecProblem`s with line and column. References to roles
@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from conveyor.auth.permissions import ALL, BUILTIN_ROLES, GLOBAL_PERMISSIONS, is_known_permission
-from conveyor.spec.types import show
 
 CONTEXT_KEY = "conveyor.spec"
 ERROR_TYPE = "conveyor"
@@ -92,17 +91,6 @@ class Label:
     """How the reference documentation names an annotated type (`role`, `environment name`, …)."""
 
     text: str
-
-
-def one_of(noun: str, choices: Sequence[str]) -> BeforeValidator:
-    """Reject a value outside `choices` with "unknown <noun> 'x' — did you mean 'y'?"."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, str) and value in choices:
-            return value
-        raise invalid(f"unknown {noun} {show(value)}", did_you_mean(value, choices))
-
-    return BeforeValidator(check)
 
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")

@@ -1,7 +1,7 @@
 """Reads conveyor.yaml text or files into a validated Spec; every mistake becomes a positioned SpecProblem.
 
-YAML is parsed twice with ruamel's round-trip loader: once as a node tree, to report every duplicate
-key with its position, and once into data that remembers the line and column of each key and value.
+YAML is parsed with ruamel's round-trip loader, whose data remembers the line and column of each key
+and value. A file with duplicate keys is parsed a second time as a node tree, to report every one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from ruamel.yaml.reader import ReaderError
@@ -75,8 +76,7 @@ def load_spec_file(path: str | Path) -> Spec:
 
 def load_spec_text(text: str, filename: str = "conveyor.yaml") -> Spec:
     """Parse and validate conveyor.yaml text; raises SpecError listing every problem found."""
-    duplicates = _duplicate_keys(text, filename)
-    data = _parse(text, filename)
+    data, duplicates = _parse(text, filename)
     if data is None:
         raise SpecError(
             [SpecProblem(filename, 1, 1, "", f"{filename} is empty", f"{INIT_HINT}, or add environments:")]
@@ -104,12 +104,17 @@ def _yaml(*, allow_duplicates: bool) -> YAML:
     return yaml
 
 
-def _parse(text: str, filename: str) -> Any:
+def _parse(text: str, filename: str) -> tuple[Any, list[SpecProblem]]:
+    """The round-trip data, and a problem per duplicate key (the first occurrence of a key wins)."""
     try:
         with warnings.catch_warnings():
             # a redefined anchor is valid YAML (the later one wins); ruamel only warns about it
             warnings.simplefilter("ignore", ReusedAnchorWarning)
-            return _yaml(allow_duplicates=True).load(text)
+            try:
+                return _yaml(allow_duplicates=False).load(text), []
+            except DuplicateKeyError:
+                # rare, so only now pay for a second pass that finds every duplicate with its position
+                return _yaml(allow_duplicates=True).load(text), _duplicate_keys(text, filename)
     except YAMLError as exc:
         raise SpecError([_syntax_problem(exc, text, filename)]) from None
 
@@ -152,12 +157,7 @@ def _syntax_hint(problem: str) -> str | None:
 
 
 def _duplicate_keys(text: str, filename: str) -> list[SpecProblem]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ReusedAnchorWarning)
-            root = _yaml(allow_duplicates=True).compose(text)
-    except YAMLError:
-        return []  # the loader reports the syntax error itself
+    root = _yaml(allow_duplicates=True).compose(text)
     problems: list[SpecProblem] = []
     visited: set[int] = set()
 

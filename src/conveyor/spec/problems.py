@@ -175,7 +175,6 @@ _TYPE_WORDS = {
     "dict_type": "a mapping of keys to values",
     "model_type": "a mapping of keys to values",
     "model_attributes_type": "a mapping of keys to values",
-    "literal_error": "",
 }
 _BOUND_WORDS = {
     "greater_than_equal": ("ge", "must be at least"),
@@ -237,6 +236,8 @@ def _describe(err: ErrorDetails, model: type[BaseModel], shown: Path) -> tuple[s
             hint = f"put it in quotes: '{show(value)}'"
         elif kind == "list_type" and isinstance(value, str):
             hint = f"write it as a list: [{value}]"
+        elif kind in ("bool_type", "bool_parsing"):
+            hint = "write true or false"
         return f"expected {_TYPE_WORDS[kind]}, got {show(value)}", hint
     return err["msg"], None
 

@@ -9,6 +9,7 @@ A unit test fails when the page and the models disagree.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from collections.abc import Sequence
@@ -199,7 +200,7 @@ class _Writer:
         title = "Top level" if not path else f"`{path}`"
         nested = path.replace(".<name>", "").replace("[]", "").count(".")
         self.lines += [f'<a id="{_slug(path) or "top"}"></a>', "", f"{'###' if nested else '##'} {title}", ""]
-        doc = (model.__doc__ or "").strip()
+        doc = inspect.cleandoc(model.__doc__ or "")
         if doc:
             self.lines += [doc, ""]
         if model.shorthand is not None:

@@ -1,4 +1,4 @@
-"""The commented conveyor.yaml that `conveyor init` writes, with optional QA and DR environments.
+"""The commented conveyor.yaml that `conveyor init` writes, with optional QA, DR and preview environments.
 
 The template lives in `templates/conveyor.yaml`. A line ending in `#@qa` is kept only with the
 qa extra, `#@!dr` only without the dr extra; `#@if qa` … `#@end` wraps a whole block.
@@ -12,7 +12,7 @@ from importlib.resources import files
 
 from conveyor.spec.fields import NAME_RULE, is_valid_name
 
-EXTRAS: tuple[str, ...] = ("qa", "dr")
+EXTRAS: tuple[str, ...] = ("qa", "dr", "preview")
 _LINE_MARK = re.compile(r"\s*#@(!?)(\w+)\s*$")
 _BLOCK_START = re.compile(r"#@if (\w+)\s*$")
 _BLOCK_END = "#@end"
@@ -24,7 +24,7 @@ def template_text() -> str:
 
 
 def render_init(project: str = "my-app", extra: Iterable[str] = frozenset()) -> str:
-    """The starting conveyor.yaml for `project`; `extra` may add the "qa" and/or "dr" environments."""
+    """The starting conveyor.yaml for `project`; `extra` may add "qa", "dr" and/or a "preview" template."""
     chosen = set(extra)
     unknown = sorted(chosen - set(EXTRAS))
     if unknown:

@@ -1,4 +1,4 @@
-"""The fixed words of conveyor.yaml: tiers, data policies, strategies, gates, alert routes and the like."""
+"""The fixed words of conveyor.yaml: tiers, data policies, strategies, alert routes and the like."""
 
 from __future__ import annotations
 

@@ -199,3 +199,30 @@ def test_any_text_gives_a_spec_or_a_spec_error(text: str) -> None:
         for problem in error.problems:
             assert problem.message and problem.file == "conveyor.yaml"
             assert problem.line is None or problem.line >= 1
+
+
+_TEMPLATE_LINES = render_init("shop", {"qa", "dr"}).splitlines()
+_ODD_VALUES = st.sampled_from(
+    ["", "null", "[]", "{}", "-1", "two", "1%", "5m", "[a, b]", "{a: 1}", "true", "0x10"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, len(_TEMPLATE_LINES) - 1), max_size=6),
+    st.lists(st.tuples(st.integers(0, len(_TEMPLATE_LINES) - 1), _ODD_VALUES), max_size=6),
+)
+def test_a_damaged_template_gives_a_spec_or_positioned_problems(
+    drop: list[int], edits: list[tuple[int, str]]
+) -> None:
+    lines = list(_TEMPLATE_LINES)
+    for index, value in edits:
+        key, colon, _ = lines[index].partition(": ")
+        if colon and not key.lstrip().startswith("#"):
+            lines[index] = f"{key}: {value}"
+    text = "\n".join(line for index, line in enumerate(lines) if index not in set(drop))
+    try:
+        load_spec_text(text)
+    except SpecError as error:
+        assert error.problems
+        assert all(problem.line is not None and problem.line >= 1 for problem in error.problems)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import get_args
 
 from conveyor.spec.environment import Environment
+from conveyor.spec.fields import SpecModel
 from conveyor.spec.gates import GATE_MODELS
 from conveyor.spec.models import Spec
 from conveyor.spec.reference import main, render_reference
@@ -19,11 +21,26 @@ def test_the_committed_reference_is_up_to_date() -> None:
     )
 
 
-def test_every_key_of_the_main_models_is_documented() -> None:
+def _all_models() -> list[type[SpecModel]]:
+    found: list[type[SpecModel]] = []
+    pending = list(SpecModel.__subclasses__())
+    while pending:
+        model = pending.pop()
+        found.append(model)
+        pending += model.__subclasses__()
+    return [model for model in found if not model.__name__.startswith("_")]
+
+
+def test_every_key_of_every_model_is_documented() -> None:
     text = render_reference()
-    for model in (Spec, Environment, *GATE_MODELS):
+    models = _all_models()
+    assert {Spec, Environment, *GATE_MODELS} <= set(models)
+    for model in models:
+        section = text.split(f"\n{inspect.cleandoc(model.__doc__ or '')}\n", 1)
+        assert len(section) == 2, f"{model.__name__} has no section"
+        table = section[1].split("| key | type | default | description |", 1)[1].split("\n\n", 1)[0]
         for name in model.model_fields:
-            assert f"| `{name}` |" in text, f"{model.__name__}.{name} is missing"
+            assert f"| `{name}` |" in table, f"{model.__name__}.{name} is missing"
     for gate in GATE_MODELS:
         (gate_type,) = get_args(gate.model_fields["type"].annotation)
         assert f"(type: {gate_type})`" in text

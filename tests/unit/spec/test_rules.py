@@ -6,7 +6,6 @@ import pytest
 
 from conveyor.auth.permissions import ENVIRONMENT_ACTIONS
 from conveyor.spec.policies import Access
-
 from tests.unit.spec.helpers import MINIMAL, load, one_problem, problems, with_environment, yaml
 
 
@@ -100,7 +99,8 @@ class TestTiers:
     def test_unknown_tier_suggests_the_closest(self) -> None:
         problem = one_problem(with_environment("", tier="prod"))
         assert problem.render() == (
-            "conveyor.yaml:6:11: environments.production.tier: unknown tier 'prod' — did you mean 'production'?"
+            "conveyor.yaml:6:11: environments.production.tier: "
+            "unknown tier 'prod' — did you mean 'production'?"
         )
 
     def test_a_tier_like_nothing_lists_the_tiers(self) -> None:
@@ -302,7 +302,8 @@ class TestApprovals:
     def test_the_requester_cannot_be_one_of_the_needed_approvers(self) -> None:
         problem = one_problem(with_environment("approvals: {required: 2, approvers: [alice, bob]}"))
         assert problem.message == (
-            "2 approvals required but only 2 approvers listed, and whoever requests a promotion cannot approve it"
+            "2 approvals required but only 2 approvers listed, "
+            "and whoever requests a promotion cannot approve it"
         )
 
     def test_enough_approvers_or_self_approval_allowed(self) -> None:
@@ -475,7 +476,9 @@ class TestConfig:
     def test_values_must_fit_the_service_schema(self) -> None:
         text = (
             "services:\n  web:\n    command: app\n"
-            "    config_schema: {DB_POOL_SIZE: {type: integer, default: 5}, LOG_LEVEL: {choices: [debug, info]}}\n"
+            "    config_schema:\n"
+            "      DB_POOL_SIZE: {type: integer, default: 5}\n"
+            "      LOG_LEVEL: {choices: [debug, info]}\n"
         ) + with_environment("config: {DB_POOL_SIZE: many, LOG_LEVEL: loud}")
         found = problems(text)
         assert [(p.path, p.message, p.hint) for p in found] == [
@@ -493,8 +496,8 @@ class TestConfig:
 
     def test_a_default_must_fit_its_type(self) -> None:
         problem = one_problem(
-            "services:\n  web:\n    command: app\n    config_schema: {API_TIMEOUT: {type: duration, default: soon}}\n"
-            + MINIMAL
+            "services:\n  web:\n    command: app\n"
+            "    config_schema: {API_TIMEOUT: {type: duration, default: soon}}\n" + MINIMAL
         )
         assert problem.path == "services.web.config_schema.API_TIMEOUT.default"
         assert problem.message == "expected a duration, got 'soon'"

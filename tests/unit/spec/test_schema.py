@@ -1,4 +1,4 @@
-"""The JSON Schema for editors: draft 2020-12, and it accepts exactly what the loader accepts in the template."""
+"""The JSON Schema for editors: draft 2020-12; it accepts the template and rejects what the loader rejects."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_schema_identity(schema: dict[str, Any]) -> None:
     assert json.loads(json.dumps(schema)) == schema
 
 
-@pytest.mark.parametrize("extra", [set(), {"qa", "dr"}], ids=["base", "qa+dr"])
+@pytest.mark.parametrize("extra", [set(), {"qa", "dr", "preview"}], ids=["base", "qa+dr+preview"])
 def test_the_init_template_is_valid_under_the_schema(schema: dict[str, Any], extra: set[str]) -> None:
     document = YAML(typ="safe").load(render_init("shop", extra))
     assert _errors(schema, document, schema) == []

@@ -9,7 +9,7 @@ import pytest
 from conveyor.spec import Spec, load_spec_text, render_init
 from conveyor.spec.types import Duration, Money, Percent
 
-EXTRA_SETS = [set(c) for n in range(3) for c in combinations(["qa", "dr"], n)]
+EXTRA_SETS = [set(c) for n in range(4) for c in combinations(["qa", "dr", "preview"], n)]
 
 
 @pytest.mark.parametrize("extra", EXTRA_SETS, ids=lambda e: "+".join(sorted(e)) or "base")
@@ -18,7 +18,7 @@ def test_every_variant_validates(extra: set[str]) -> None:
     expected = ["development", *(["qa"] if "qa" in extra else []), "staging", "production"]
     expected += ["dr"] if "dr" in extra else []
     assert spec.pipeline_order() == expected
-    assert list(spec.environments) == [*expected, "preview"]
+    assert list(spec.environments) == [*expected, *(["preview"] if "preview" in extra else [])]
     assert spec.project == "shop"
 
 
@@ -33,8 +33,8 @@ def test_the_template_is_commented_and_has_no_markers() -> None:
 @pytest.mark.parametrize(
     ("project", "extra", "message"),
     [
-        ("shop", {"prod"}, "unknown extra environment(s): prod; choose from qa, dr"),
-        ("shop", {"qa", "staging"}, "unknown extra environment(s): staging; choose from qa, dr"),
+        ("shop", {"prod"}, "unknown extra environment(s): prod; choose from qa, dr, preview"),
+        ("shop", {"qa", "staging"}, "unknown extra environment(s): staging; choose from qa, dr, preview"),
         ("My Shop", set(), "'My Shop' is not a valid project name"),
     ],
 )
@@ -45,7 +45,7 @@ def test_bad_arguments(project: str, extra: set[str], message: str) -> None:
 
 @pytest.fixture(scope="module")
 def spec() -> Spec:
-    return load_spec_text(render_init("shop", {"qa", "dr"}))
+    return load_spec_text(render_init("shop", {"qa", "dr", "preview"}))
 
 
 def test_tiers_purpose_owner_and_data(spec: Spec) -> None:
