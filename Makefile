@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)

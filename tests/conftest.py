@@ -99,7 +99,8 @@ class Cli:
         )
         if check and proc.returncode != 0:
             raise AssertionError(
-                f"conveyor {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+                f"conveyor {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
             )
         return proc
 

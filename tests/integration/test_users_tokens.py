@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from conveyor.spec import render_init
 from tests.conftest import Server
 
 
@@ -83,3 +84,31 @@ def test_only_managers_touch_other_users_tokens(server: Server) -> None:
     assert for_admin.returncode == 1 and "tokens:manage" in for_admin.stderr
     # the admin can
     server.cli("token", "revoke", own["id"], check=True)
+
+
+def test_roles_come_from_the_applied_spec(server: Server) -> None:
+    refused = server.cli("user", "add", "audrey", "--role", "auditor")
+    assert refused.returncode == 1 and "unknown role 'auditor'" in refused.stderr
+    spec = render_init("shop").replace(
+        "roles: {}",
+        "roles:\n  auditor: [status:read, audit:read, audit:verify]\n  viewer: [status:read]",
+        1,
+    )
+    (server.home.parent / "conveyor.yaml").write_text(spec)
+    server.cli("apply", "--yes", check=True)
+    audrey = next(
+        w
+        for w in server.cli("user", "add", "audrey", "--role", "auditor", check=True).stdout.split()
+        if w.startswith("cvy_")
+    )
+    assert "audit chain intact" in server.cli("audit", "verify", token=audrey, check=True).stdout
+    denied = server.cli("spec", "history", token=audrey)
+    assert denied.returncode == 1 and "'spec:read'" in denied.stderr
+    # the spec narrowed the built-in viewer role
+    vic = next(
+        w
+        for w in server.cli("user", "add", "vic", "--role", "viewer", check=True).stdout.split()
+        if w.startswith("cvy_")
+    )
+    assert server.cli("audit", "list", token=vic).returncode == 1
+    assert server.cli("whoami", token=vic).returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from conveyor.api.routes import audit, environments, spec, system, tokens, users
 from conveyor.auth.service import bootstrap_admin
 from conveyor.clock import Clock, SystemClock, isoformat
 from conveyor.credentials import write_credentials
+from conveyor.errors import Conflict
 from conveyor.settings import Settings
 from conveyor.store.db import Store
 from conveyor.store.migrate import ensure_migrated
@@ -27,15 +29,24 @@ log = logging.getLogger("conveyor.server")
 
 def bootstrap(state: AppState, public_url: str) -> None:
     """On an empty store, create the admin and write its token to the 0600 credentials file."""
-    with state.store.write() as session:
-        issued = bootstrap_admin(session, state.clock.now())
-        if issued is None:
-            return
-        # written inside the transaction: if the file cannot be written, no admin is created
-        write_credentials(
-            state.settings.credentials_file, url=public_url, user=issued.user, token=issued.token
-        )
-    log.info("created user 'admin'; its token is in %s", state.settings.credentials_file)
+    final = state.settings.credentials_file
+    staged = final.with_name(f".{final.name}.staged")
+    try:
+        with state.store.write() as session:
+            issued = bootstrap_admin(session, state.clock.now())
+            if issued is None:
+                return
+            # staged before the commit (a full disk fails the bootstrap), moved in place after it
+            write_credentials(staged, url=public_url, user=issued.user, token=issued.token)
+    except Conflict:
+        staged.unlink(missing_ok=True)
+        log.info("another server created the admin user at the same moment")
+        return
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    os.replace(staged, final)
+    log.info("created user 'admin'; its token is in %s", final)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, public_url: str = "") -> FastAPI:

@@ -33,7 +33,9 @@ class AppState:
 
 
 def app_state(request: Request) -> AppState:
-    return request.app.state.conveyor  # type: ignore[no-any-return]
+    """The shared server state `create_app` attached to the application."""
+    state: AppState = request.app.state.conveyor
+    return state
 
 
 StateDep = Annotated[AppState, Depends(app_state)]

@@ -38,7 +38,7 @@ _BY_STATUS: dict[int, type[ConveyorError]] = {
 
 
 def server_url(settings: Settings, explicit: str | None = None) -> str:
-    """`--url`, else CONVEYOR_URL, else what `conveyor up` recorded, else the credentials, else the default."""
+    """--url, else CONVEYOR_URL, else what `up` recorded, else the credentials, else the default."""
     if explicit:
         return explicit.rstrip("/")
     if os.environ.get("CONVEYOR_URL"):

@@ -136,7 +136,8 @@ def apply(
     if expected_revision is not None and expected_revision != base:
         who = f" by {latest.created_by} at {latest.created_at}" if latest else ""
         raise Conflict(
-            f"the plan was made against revision {expected_revision}, but revision {base} was applied since{who}",
+            f"the plan was made against revision {expected_revision}, "
+            f"but revision {base} was applied since{who}",
             hint="run `conveyor plan` again to see the current changes, then apply",
         )
     document = spec.to_document()

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from conveyor.errors import StoreError
+from conveyor.errors import Conflict, StoreError
 
 
 def normalize_url(url: str) -> str:
@@ -83,9 +83,26 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One atomic transaction: committed when the block ends, rolled back on any exception."""
-        with self._connect(write=True) as conn:
-            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
+        try:
+            with (
+                self._connect(write=True) as conn,
+                Session(bind=conn, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 yield session
+        except IntegrityError:
+            # two requests created the same thing at the same moment; the loser's transaction is gone
+            raise Conflict(
+                "a concurrent change to the same object was committed first; nothing was changed",
+                hint="look at the current state and run the command again",
+            ) from None
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig).lower():
+                raise
+            raise StoreError(
+                "the state store stayed locked by another writer for too long; nothing was changed",
+                hint="retry; on SQLite only one server process may write (use PostgreSQL for several)",
+            ) from None
 
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[Any]:
