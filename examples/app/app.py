@@ -1,0 +1,149 @@
+"""A small HTTP service for demos, tests and benchmarks (standard library only).
+
+It reports its version, has a health endpoint, and can be told to misbehave, either at start-up
+through environment variables or at run time with `POST /_fault` (a JSON body):
+
+    APP_ERROR_RATE / "error_rate"   share of requests answered 500 (0.0–1.0)
+    APP_LATENCY_MS / "latency_ms"   added latency per request, in milliseconds
+    APP_FAIL_HEALTH / "fail_health" /healthz answers 503 while true
+    APP_CRASH_AFTER / "crash_after" exit abruptly after this many more requests (0: never)
+    "crash": true                   exit abruptly right away
+
+Conveyor passes PORT, CONVEYOR_ENV, CONVEYOR_VERSION and the environment's config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Faults:
+    """The current misbehaviour settings, shared by every request thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.error_rate = float(os.environ.get("APP_ERROR_RATE", "0") or 0)
+        self.latency_ms = float(os.environ.get("APP_LATENCY_MS", "0") or 0)
+        self.fail_health = os.environ.get("APP_FAIL_HEALTH", "").lower() in ("1", "true", "yes")
+        self.crash_after = int(os.environ.get("APP_CRASH_AFTER", "0") or 0)
+        self.served = 0
+
+    def update(self, changes: dict[str, object]) -> dict[str, object]:
+        with self.lock:
+            if "error_rate" in changes:
+                self.error_rate = min(1.0, max(0.0, float(changes["error_rate"])))  # type: ignore[arg-type]
+            if "latency_ms" in changes:
+                self.latency_ms = max(0.0, float(changes["latency_ms"]))  # type: ignore[arg-type]
+            if "fail_health" in changes:
+                self.fail_health = bool(changes["fail_health"])
+            if "crash_after" in changes:
+                self.crash_after = self.served + int(changes["crash_after"])  # type: ignore[call-overload]
+            return self.snapshot()
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "error_rate": self.error_rate,
+            "latency_ms": self.latency_ms,
+            "fail_health": self.fail_health,
+            "crash_after": self.crash_after,
+        }
+
+
+FAULTS = Faults()
+VERSION = os.environ.get("CONVEYOR_VERSION", "0.0.0-dev")
+ENVIRONMENT = os.environ.get("CONVEYOR_ENV", "local")
+INSTANCE = os.environ.get("CONVEYOR_INSTANCE", str(os.getpid()))
+
+
+def crash() -> None:
+    """Die the way a real bug kills a process: no cleanup, no response."""
+    sys.stdout.flush()
+    os._exit(70)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a production server would
+    server_version = "conveyor-example/1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        if os.environ.get("APP_ACCESS_LOG"):
+            sys.stdout.write("%s %s\n" % (self.address_string(), format % args))
+            sys.stdout.flush()
+
+    def _send(self, status: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-App-Version", VERSION)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            if FAULTS.fail_health:
+                self._send(503, {"status": "failing", "version": VERSION})
+            else:
+                self._send(200, {"status": "ok", "version": VERSION})
+            return
+        if self.path == "/version":
+            self._send(200, {"version": VERSION, "environment": ENVIRONMENT})
+            return
+        self._serve()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if self.path == "/_fault":
+            try:
+                changes = json.loads(raw or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object")
+            except ValueError as exc:
+                self._send(400, {"error": f"bad fault request: {exc}"})
+                return
+            if changes.get("crash"):
+                crash()
+            self._send(200, FAULTS.update(changes))
+            return
+        self._serve()
+
+    def _serve(self) -> None:
+        with FAULTS.lock:
+            FAULTS.served += 1
+            served, crash_after = FAULTS.served, FAULTS.crash_after
+            error_rate, latency_ms = FAULTS.error_rate, FAULTS.latency_ms
+        if crash_after and served >= crash_after:
+            crash()
+        if latency_ms:
+            time.sleep(latency_ms / 1000)
+        if error_rate and random.random() < error_rate:
+            self._send(500, {"error": "injected failure", "version": VERSION})
+            return
+        self._send(
+            200,
+            {"version": VERSION, "environment": ENVIRONMENT, "instance": INSTANCE, "path": self.path},
+        )
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "8080"))
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    print(f"example app {VERSION} ({ENVIRONMENT}) listening on 127.0.0.1:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The local runtime: bundles, a process supervisor, a weighted HTTP router and request metrics."""
