@@ -144,7 +144,7 @@ def start_server(workdir: Path, database_url: str) -> Server:
     home = workdir / ".conveyor"
     cli = Cli(home, {"CONVEYOR_DATABASE_URL": database_url})
     port = free_port()
-    cli("up", "--port", str(port), check=True)
+    cli("up", "--port", str(port), "--agent-port", str(free_port()), check=True)
     creds = json.loads((home / "credentials").read_text())
     return Server(cli, f"http://127.0.0.1:{port}", creds["token"], database_url)
 

@@ -40,10 +40,15 @@ def _is_conveyor(pid: int) -> bool:
         return True  # no /proc (macOS): trust the pid file
 
 
-def running_pid(settings: Settings) -> int | None:
-    """The pid of the background server this home started, if it is still running."""
+def _files(settings: Settings, name: str) -> tuple[Path, Path, Path]:
+    """(pid file, log file, url file) of the background process `name` (server or agent)."""
+    return settings.home / f"{name}.pid", settings.home / f"{name}.log", settings.home / f"{name}.json"
+
+
+def running_pid(settings: Settings, name: str = "server") -> int | None:
+    """The pid of the background process `name` this home started, if it is still running."""
     try:
-        pid = int(settings.pid_file.read_text().strip())
+        pid = int(_files(settings, name)[0].read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
     return pid if _alive(pid) and _is_conveyor(pid) else None
@@ -68,57 +73,73 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def start(settings: Settings, host: str, port: int, timeout: float = 30.0) -> tuple[int, str]:
-    """Start `conveyor server` detached, wait until it answers /readyz; returns (pid, url)."""
+def start(
+    settings: Settings,
+    host: str,
+    port: int,
+    timeout: float = 30.0,
+    *,
+    name: str = "server",
+    ready_path: str = "/readyz",
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Start `conveyor NAME` (server or agent) detached and wait until it is ready; returns (pid, url)."""
     url = f"http://{host}:{port}"
+    pid_file, log_file, url_file = _files(settings, name)
     settings.home.mkdir(parents=True, exist_ok=True)
     if not port_free(host, port):
         raise ClientError(f"{host}:{port} is already in use", hint="pick another port with --port")
-    env = {**os.environ, "CONVEYOR_HOME": str(settings.home), "CONVEYOR_DATABASE_URL": settings.database_url}
-    with open(settings.log_file, "ab") as log:
+    env = {
+        **os.environ,
+        "CONVEYOR_HOME": str(settings.home),
+        "CONVEYOR_DATABASE_URL": settings.database_url,
+        **(extra_env or {}),
+    }
+    with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "server", "--host", host, "--port", str(port)],
+            [sys.executable, "-m", "conveyor", name, "--host", host, "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # survives the terminal that ran `conveyor up`
         )
-    settings.pid_file.write_text(f"{proc.pid}\n")
-    write_private(settings.server_file, json.dumps({"url": url, "pid": proc.pid}) + "\n")
+    pid_file.write_text(f"{proc.pid}\n")
+    write_private(url_file, json.dumps({"url": url, "pid": proc.pid}) + "\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _forget(settings)
+            _forget(settings, name)
             raise ClientError(
-                f"the server exited during start-up (exit code {proc.returncode}); "
-                f"last lines of {settings.log_file}:\n{log_tail(settings.log_file)}",
+                f"the {name} exited during start-up (exit code {proc.returncode}); "
+                f"last lines of {log_file}:\n{log_tail(log_file)}",
                 hint="fix the cause above, then run `conveyor up` again",
             )
         try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{ready_path}", timeout=1.0).status_code == 200:
                 return proc.pid, url
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    stop(settings)
+    stop(settings, name=name)
     raise ClientError(
-        f"the server did not become ready within {timeout:.0f}s; last lines of {settings.log_file}:\n"
-        f"{log_tail(settings.log_file)}",
+        f"the {name} did not become ready within {timeout:.0f}s; last lines of {log_file}:\n"
+        f"{log_tail(log_file)}",
         hint="see the log file for the cause",
     )
 
 
-def _forget(settings: Settings) -> None:
-    for path in (settings.pid_file, settings.server_file):
+def _forget(settings: Settings, name: str) -> None:
+    pid_file, _, url_file = _files(settings, name)
+    for path in (pid_file, url_file):
         path.unlink(missing_ok=True)
 
 
-def stop(settings: Settings, timeout: float = 15.0) -> int | None:
-    """Stop the background server (SIGTERM, then SIGKILL after `timeout`); returns its pid or None."""
-    pid = running_pid(settings)
+def stop(settings: Settings, timeout: float = 15.0, *, name: str = "server") -> int | None:
+    """Stop background process `name` (SIGTERM, then SIGKILL after `timeout`); returns its pid or None."""
+    pid = running_pid(settings, name)
     if pid is None:
-        _forget(settings)
+        _forget(settings, name)
         return None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -126,5 +147,5 @@ def stop(settings: Settings, timeout: float = 15.0) -> int | None:
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
-    _forget(settings)
+    _forget(settings, name)
     return pid

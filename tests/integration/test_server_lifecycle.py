@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from conveyor.store.db import Store
-from conveyor.store.migrate import upgrade
+from conveyor.store.migrate import head_revision, upgrade
 from tests.conftest import Cli, Server, free_port
 
 
@@ -73,7 +73,7 @@ def test_server_refuses_an_unmigrated_store(database_url: str, tmp_path: Path) -
     assert result.returncode != 0
     assert "no Conveyor schema" in result.stderr and "conveyor db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
-    up = cli("up", "--port", str(free_port()))
+    up = cli("up", "--no-agent", "--port", str(free_port()))
     assert up.returncode == 1 and "conveyor db upgrade" in up.stderr
     assert "Traceback" not in up.stderr
 
@@ -81,16 +81,31 @@ def test_server_refuses_an_unmigrated_store(database_url: str, tmp_path: Path) -
 def test_db_upgrade_then_up(database_url: str, tmp_path: Path) -> None:
     cli = Cli(tmp_path / ".conveyor", {"CONVEYOR_DATABASE_URL": database_url})
     assert "needs `conveyor db upgrade`" in cli("db", "current", check=True).stdout
-    assert "→ 0001" in cli("db", "upgrade", check=True).stdout
-    assert "already at schema 0001" in cli("db", "upgrade", check=True).stdout
+    head = head_revision()
+    assert f"→ {head}" in cli("db", "upgrade", check=True).stdout
+    assert f"already at schema {head}" in cli("db", "upgrade", check=True).stdout
     store = Store(database_url)
-    assert upgrade(store) == ("0001", "0001")
+    assert upgrade(store) == (head, head)
     store.dispose()
-    cli("up", "--port", str(free_port()), check=True)
+    cli("up", "--no-agent", "--port", str(free_port()), check=True)
     try:
         assert "running at" in cli("status", check=True).stdout
     finally:
         cli("down")
+
+
+def test_an_older_schema_is_refused_until_upgraded(database_url: str, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / ".conveyor", {"CONVEYOR_DATABASE_URL": database_url})
+    store = Store(database_url)
+    upgrade(store, "0001")
+    store.dispose()
+    refused = cli("up", "--no-agent", "--port", str(free_port()))
+    assert refused.returncode == 1
+    assert f"schema revision 0001; this Conveyor needs {head_revision()}" in refused.stderr
+    assert "conveyor db upgrade" in refused.stderr
+    assert f"0001 → {head_revision()}" in cli("db", "upgrade", check=True).stdout
+    cli("up", "--no-agent", "--port", str(free_port()), check=True)
+    cli("down", check=True)
 
 
 def test_cli_says_what_to_do_when_no_server_runs(tmp_path: Path) -> None:

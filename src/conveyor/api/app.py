@@ -15,11 +15,13 @@ from conveyor import __version__
 from conveyor.api import errors
 from conveyor.api.context import RequestIdMiddleware
 from conveyor.api.deps import AppState, guarded
-from conveyor.api.routes import audit, environments, spec, system, tokens, users
+from conveyor.api.routes import artifacts, audit, environments, runtime, spec, system, tokens, users
 from conveyor.auth.service import bootstrap_admin
 from conveyor.clock import Clock, SystemClock, isoformat
 from conveyor.credentials import write_credentials
 from conveyor.errors import Conflict
+from conveyor.runtime.driver import RuntimeDriver
+from conveyor.runtime.local.client import LocalDriver
 from conveyor.settings import Settings
 from conveyor.store.db import Store
 from conveyor.store.migrate import ensure_migrated
@@ -49,12 +51,25 @@ def bootstrap(state: AppState, public_url: str) -> None:
     log.info("created user 'admin'; its token is in %s", final)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, public_url: str = "") -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    public_url: str = "",
+    driver: RuntimeDriver | None = None,
+) -> FastAPI:
     """Build the app for `settings`; refuses (StoreNotMigrated) when the store is not migrated."""
     store = Store(settings.database_url)
     schema_revision = ensure_migrated(store)
     clock = clock or SystemClock()
-    state = AppState(settings, store, clock, isoformat(clock.now()), schema_revision)
+    state = AppState(
+        settings,
+        store,
+        clock,
+        isoformat(clock.now()),
+        schema_revision,
+        driver or LocalDriver.for_home(settings.home),
+    )
     bootstrap(state, public_url)
 
     @asynccontextmanager
@@ -73,7 +88,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, public_url: st
     )
     app.state.conveyor = state
     errors.install(app)
-    for module in (system, spec, environments, users, tokens, audit):
+    for module in (system, spec, environments, artifacts, runtime, users, tokens, audit):
         app.include_router(module.router)
 
     @app.get("/openapi.json", tags=["system"], include_in_schema=True, **guarded("status:read"))

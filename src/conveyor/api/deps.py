@@ -15,6 +15,7 @@ from conveyor.auth.permissions import GLOBAL_PERMISSIONS, has_permission
 from conveyor.clock import Clock
 from conveyor.environments.service import current_role_table
 from conveyor.errors import Forbidden
+from conveyor.runtime.driver import RuntimeDriver
 from conveyor.settings import Settings
 from conveyor.store.db import Store
 
@@ -30,6 +31,7 @@ class AppState:
     clock: Clock
     started_at: str
     schema_revision: str
+    driver: RuntimeDriver
 
 
 def app_state(request: Request) -> AppState:
@@ -111,9 +113,46 @@ def require(permission: str) -> Callable[..., auth.Principal]:
     return check
 
 
-def guarded(permission: str) -> dict[str, Any]:
+def guarded(permission: str, openapi_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Route decorator arguments that enforce `permission` and publish it as `x-permission`."""
     return {
         "dependencies": [Depends(require(permission))],
-        "openapi_extra": {"x-permission": permission},
+        "openapi_extra": {**(openapi_extra or {}), "x-permission": permission},
+    }
+
+
+def require_environment(action: str) -> Callable[..., auth.Principal]:
+    """A dependency that demands an environment action (`access.<action>` in conveyor.yaml)."""
+    from conveyor.deployments.service import check_environment_action, current_spec
+    from conveyor.environments.service import get_environment
+
+    def check(name: str, request: Request, state: StateDep, principal: PrincipalDep) -> auth.Principal:
+        with state.store.read() as session:
+            get_environment(session, name)
+            spec = current_spec(session)
+        try:
+            check_environment_action(spec, principal, name, action)
+        except Forbidden:
+            with state.store.write() as session:
+                record(
+                    session,
+                    audit_context(request),
+                    "access.denied",
+                    now=state.clock.now(),
+                    environment=name,
+                    target=f"{request.method} {request.url.path}",
+                    outcome="denied",
+                    details={"permission": f"environment:{action}", "role": principal.role},
+                )
+            raise
+        return principal
+
+    return check
+
+
+def guarded_environment(action: str) -> dict[str, Any]:
+    """Route arguments that enforce an environment action, published as `x-permission`."""
+    return {
+        "dependencies": [Depends(require_environment(action))],
+        "openapi_extra": {"x-permission": f"environment:{action}"},
     }

@@ -24,6 +24,9 @@ GLOBAL_PERMISSIONS: dict[str, str] = {
     "audit:read": "list audit events",
     "audit:verify": "verify the audit hash chain",
     "audit:export": "export the audit log as JSON Lines",
+    "artifacts:read": "list and show registered artifacts",
+    "artifacts:write": "register artifacts (CI does this once per build)",
+    "runtime:read": "see instances, logs and live traffic of environments",
 }
 
 # Actions granted per environment by `access` in conveyor.yaml.
@@ -37,15 +40,31 @@ ENVIRONMENT_ACTIONS: dict[str, str] = {
 
 BUILTIN_ROLES: tuple[str, ...] = ("viewer", "developer", "qa", "release-manager", "admin")
 
-_VIEWER = ("status:read", "spec:read", "environments:read", "audit:read", "tokens:own")
+_VIEWER = (
+    "status:read",
+    "spec:read",
+    "environments:read",
+    "audit:read",
+    "tokens:own",
+    "artifacts:read",
+    "runtime:read",
+)
 
 # Defaults; conveyor.yaml's `roles:` may replace a built-in role's permissions or add roles.
 DEFAULT_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset(_VIEWER),
-    "developer": frozenset((*_VIEWER, "spec:plan")),
+    "developer": frozenset((*_VIEWER, "spec:plan", "artifacts:write")),
     "qa": frozenset((*_VIEWER, "spec:plan")),
     "release-manager": frozenset(
-        (*_VIEWER, "spec:plan", "spec:apply", "users:read", "audit:verify", "audit:export")
+        (
+            *_VIEWER,
+            "spec:plan",
+            "spec:apply",
+            "users:read",
+            "audit:verify",
+            "audit:export",
+            "artifacts:write",
+        )
     ),
     "admin": frozenset((ALL,)),
 }

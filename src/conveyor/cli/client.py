@@ -11,30 +11,8 @@ import httpx
 
 from conveyor import __version__
 from conveyor.credentials import read_credentials
-from conveyor.errors import (
-    ClientError,
-    Conflict,
-    ConveyorError,
-    Forbidden,
-    InvalidRequest,
-    NotFound,
-    ServerUnreachable,
-    SpecError,
-    SpecProblem,
-    StoreError,
-    Unauthenticated,
-)
+from conveyor.errors import ClientError, ServerUnreachable, error_from_problem
 from conveyor.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
-
-_BY_STATUS: dict[int, type[ConveyorError]] = {
-    400: InvalidRequest,
-    401: Unauthenticated,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: InvalidRequest,
-    503: StoreError,
-}
 
 
 def server_url(settings: Settings, explicit: str | None = None) -> str:
@@ -71,33 +49,6 @@ def api_token(settings: Settings) -> str | None:
         return os.environ["CONVEYOR_TOKEN"].strip()
     creds = _credentials(settings)
     return str(creds["token"]) if creds and creds.get("token") else None
-
-
-def error_from_problem(status: int, body: Any) -> ConveyorError:
-    """Rebuild a ConveyorError from a problem+json body (or whatever the server sent)."""
-    if not isinstance(body, dict):
-        return ClientError(f"the server answered HTTP {status} with an unexpected body")
-    detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
-    hint = body.get("hint")
-    extra = {k: v for k, v in body.items() if k not in ("detail", "hint", "type", "title", "status")}
-    if status == 422 and body.get("type", "").endswith("/invalid-spec"):
-        problems = [
-            SpecProblem(
-                file=e.get("file") or "conveyor.yaml",
-                line=e.get("line"),
-                column=e.get("column"),
-                path=e.get("path") or "",
-                message=e.get("message") or "",
-                hint=e.get("hint"),
-            )
-            for e in body.get("errors") or []
-        ]
-        return SpecError(problems, detail=detail)
-    cls = _BY_STATUS.get(status, ClientError)
-    error = cls(detail, hint=hint, **extra)
-    if cls is ClientError:
-        error.status = status  # type: ignore[misc]
-    return error
 
 
 class Client:

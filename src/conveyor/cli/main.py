@@ -7,7 +7,15 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import audit_cmds, server_cmds, spec_cmds, token_cmds, user_cmds
+from conveyor.cli import (
+    artifact_cmds,
+    audit_cmds,
+    runtime_cmds,
+    server_cmds,
+    spec_cmds,
+    token_cmds,
+    user_cmds,
+)
 from conveyor.cli.common import CliContext
 from conveyor.cli.output import exit_with_error
 from conveyor.errors import ConveyorError
@@ -45,10 +53,12 @@ def root(
 
 spec_cmds.register(app)
 server_cmds.register(app)
+runtime_cmds.register(app)
 app.add_typer(user_cmds.app, name="user")
 app.command("whoami")(user_cmds.whoami)
 app.add_typer(token_cmds.app, name="token")
 app.add_typer(audit_cmds.app, name="audit")
+app.add_typer(artifact_cmds.app, name="artifact")
 
 
 def run() -> None:

@@ -14,6 +14,7 @@ from conveyor.cli.client import Client, api_token, server_url
 from conveyor.cli.common import cli_context
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table
 from conveyor.errors import ClientError, ConveyorError, ServerUnreachable
+from conveyor.runtime.local.client import DEFAULT_AGENT_PORT, agent_url
 from conveyor.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
 
 db_app = typer.Typer(help="Conveyor's own state store schema.", no_args_is_help=True)
@@ -35,28 +36,64 @@ def _migrate_if_empty(settings: Settings) -> None:
         store.dispose()
 
 
-def up(ctx: typer.Context, host: str = HostOption, port: int = PortOption) -> None:
-    """Start the server in the background (pid and log under .conveyor/)."""
+def up(
+    ctx: typer.Context,
+    host: str = HostOption,
+    port: int = PortOption,
+    agent_port: int = typer.Option(DEFAULT_AGENT_PORT, "--agent-port", min=1, max=65535, help="agent port"),
+    no_agent: bool = typer.Option(False, "--no-agent", help="start only the server (no local runtime)"),
+) -> None:
+    """Start the server and the local runtime agent in the background (pids and logs in .conveyor/)."""
     settings = cli_context(ctx).settings
+    extra_env: dict[str, str] = {}
+    if not no_agent:
+        agent_pid = daemon.running_pid(settings, "agent")
+        if agent_pid:
+            console.print(f"agent already running (pid {agent_pid}) at {agent_url(settings.home)}")
+        else:
+            agent_pid, url = daemon.start(settings, host, agent_port, name="agent", ready_path="/healthz")
+            console.print(f"agent started (pid {agent_pid}) at {url}")
+        extra_env["CONVEYOR_AGENT_URL"] = agent_url(settings.home)
     pid = daemon.running_pid(settings)
     if pid:
-        console.print(f"already running (pid {pid}) at {server_url(settings)}")
+        console.print(f"server already running (pid {pid}) at {server_url(settings)}")
         return
     _migrate_if_empty(
         settings
     )  # a brand-new store has nothing to lose; an old one must be upgraded on purpose
-    pid, url = daemon.start(settings, host, port)
+    pid, url = daemon.start(settings, host, port, extra_env=extra_env)
     console.print(f"server started (pid {pid}) at {url}")
-    console.print(f"log: {settings.log_file}")
+    console.print(f"logs: {settings.log_file}, {settings.home / 'agent.log'}")
     if settings.credentials_file.exists():
         console.print(f"credentials: {settings.credentials_file} (mode 0600)")
 
 
 def down(ctx: typer.Context) -> None:
-    """Stop the background server."""
+    """Stop the background server, then the agent (which stops the app instances)."""
     settings = cli_context(ctx).settings
     pid = daemon.stop(settings)
     console.print(f"server stopped (pid {pid})" if pid else "server was not running")
+    agent_pid = daemon.stop(settings, name="agent")
+    if agent_pid:
+        console.print(f"agent stopped (pid {agent_pid}); its app instances are stopped")
+
+
+def agent(
+    ctx: typer.Context,
+    host: str = HostOption,
+    port: int = typer.Option(DEFAULT_AGENT_PORT, "--port", min=1, max=65535, help="TCP port"),
+) -> None:
+    """Run the local runtime agent in the foreground (instances, routers, metrics)."""
+    import uvicorn
+
+    from conveyor.runtime.local.agent_api import create_agent_app
+
+    settings = cli_context(ctx).settings
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    app = create_agent_app(settings.home)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10, loop="uvloop")
 
 
 def server(ctx: typer.Context, host: str = HostOption, port: int = PortOption) -> None:
@@ -91,6 +128,7 @@ def status(ctx: typer.Context, output: Output = OutputOption) -> None:
     finally:
         client.close()
     data["server"].update(url=url, pid=pid, running=True)
+    data["agent"] = {"url": agent_url(cc.settings.home), "pid": daemon.running_pid(cc.settings, "agent")}
     if output is Output.json:
         print_json(data)
         return
@@ -100,6 +138,12 @@ def status(ctx: typer.Context, output: Output = OutputOption) -> None:
         + (f", pid {pid}" if pid else "")
     )
     console.print(f"store:   {store['dialect']} {store['url']} (schema {store['schema_revision']})")
+    agent_pid = daemon.running_pid(cc.settings, "agent")
+    console.print(
+        f"agent:   running at {agent_url(cc.settings.home)}, pid {agent_pid}"
+        if agent_pid
+        else "agent:   not running here (start it with `conveyor up`)"
+    )
     if spec["revision"]:
         console.print(
             f"spec:    revision {spec['revision']}, applied {spec['applied_at']} by {spec['applied_by']}"
@@ -161,5 +205,6 @@ def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("down")(down)
     app.command("server")(server)
+    app.command("agent")(agent)
     app.command("status")(status)
     app.add_typer(db_app, name="db")

@@ -35,14 +35,14 @@ def current_revision(store: Store) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(store: Store) -> tuple[str | None, str]:
-    """Migrate the store to the newest schema; returns (revision before, revision after)."""
+def upgrade(store: Store, target: str = "head") -> tuple[str | None, str]:
+    """Migrate the store to `target` (the newest schema by default); returns (before, after)."""
     before = current_revision(store)
     cfg = _config()
     with store.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    return before, head_revision()
+        command.upgrade(cfg, target)
+    return before, head_revision() if target == "head" else target
 
 
 def is_empty(store: Store) -> bool:

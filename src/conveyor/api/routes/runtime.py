@@ -1,0 +1,113 @@
+"""What runs where: deploy (recreate), instances, live traffic and logs, through the runtime driver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.api.deps import AuditDep, PrincipalDep, StateDep, guarded, guarded_environment
+from conveyor.deployments import service as deployments
+from conveyor.environments.service import get_environment
+from conveyor.errors import ConveyorError
+
+router = APIRouter(tags=["runtime"])
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=64)
+    version: str = Field(min_length=1, max_length=128)
+
+
+@router.post("/api/v1/environments/{name}/deploy", **guarded_environment("deploy"))
+def deploy(
+    name: str, body: DeployRequest, state: StateDep, principal: PrincipalDep, ctx: AuditDep
+) -> dict[str, Any]:
+    """Run VERSION of SERVICE in the environment, replacing what runs there (recreate)."""
+    root = state.settings.home / "artifacts"
+    with state.store.write() as session:
+        planned = deployments.begin(
+            session, ctx, principal, root, name, body.service, body.version, state.clock.now()
+        )
+    error: ConveyorError | None = None
+    runtime: dict[str, Any] = {}
+    try:
+        runtime = state.driver.apply(planned.desired)
+    except ConveyorError as exc:
+        error = exc
+    with state.store.write() as session:
+        deployments.finish(
+            session, ctx, planned.deployment_id, error.detail if error else None, state.clock.now()
+        )
+    if error is not None:
+        raise error
+    return {
+        "deployment": planned.deployment_id,
+        "environment": name,
+        "service": body.service,
+        "version": body.version,
+        "runtime": runtime,
+    }
+
+
+def _check_environment(state: StateDep, name: str) -> None:
+    with state.store.read() as session:
+        get_environment(session, name)
+
+
+@router.get("/api/v1/runtime", **guarded("runtime:read"))
+def observe_all(state: StateDep) -> dict[str, Any]:
+    """Instances and routes of every environment the runtime runs."""
+    return state.driver.observe()
+
+
+@router.get("/api/v1/environments/{name}/runtime", **guarded("runtime:read"))
+def observe(name: str, state: StateDep) -> dict[str, Any]:
+    """Instances, health, restarts and routes of one environment, with its recent deployments."""
+    _check_environment(state, name)
+    with state.store.read() as session:
+        recent = [
+            {
+                "id": d.id,
+                "service": d.service,
+                "version": d.version,
+                "state": d.state,
+                "created_at": d.created_at,
+                "created_by": d.created_by,
+            }
+            for d in deployments.history(session, name, 10)
+        ]
+    return {"observed": state.driver.observe(name), "deployments": recent}
+
+
+@router.get("/api/v1/environments/{name}/traffic", **guarded("runtime:read"))
+def traffic(name: str, state: StateDep, window: float = Query(60.0, gt=0, le=900)) -> dict[str, Any]:
+    """Live weights and per-version rates, errors and latency over a window."""
+    _check_environment(state, name)
+    observed = state.driver.observe(name)
+    return {"router": observed["router"], "window": window, "versions": state.driver.metrics(name, window)}
+
+
+@router.get("/api/v1/environments/{name}/logs", **guarded("runtime:read"))
+def logs(
+    name: str,
+    state: StateDep,
+    lines: int = Query(100, ge=0, le=10_000),
+    follow: bool = False,
+) -> StreamingResponse:
+    """The last lines of every instance's output; with follow, new lines as they come."""
+    _check_environment(state, name)
+    source = state.driver.logs(name, lines, follow)
+    first = next(source, None)  # surface an unreachable agent as an error, not an empty stream
+
+    def stream() -> Iterator[bytes]:
+        if first is not None:
+            yield (first + "\n").encode()
+        for line in source:
+            yield (line + "\n").encode()
+
+    return StreamingResponse(stream(), media_type="text/plain")

@@ -1,0 +1,1 @@
+"""Artifacts: each build registered once, content-addressed and immutable."""

@@ -1,0 +1,174 @@
+"""Register and look up artifacts; the bundle bytes live content-addressed under the Conveyor home."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from conveyor.artifacts.versions import semver_problem
+from conveyor.audit.log import AuditContext, record
+from conveyor.clock import isoformat
+from conveyor.environments.service import latest_revision
+from conveyor.errors import Conflict, InvalidRequest, NotFound
+from conveyor.spec import Spec
+from conveyor.store.tables import Artifact
+
+MAX_BUNDLE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """Bytes received into a temporary file, with their digest."""
+
+    path: Path
+    digest: str
+    size: int
+
+
+class UploadWriter:
+    """Streams an upload to a temporary file under the artifact store while hashing it."""
+
+    def __init__(self, root: Path) -> None:
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        self.path = root / "tmp" / f"upload-{os.getpid()}-{os.urandom(6).hex()}"
+        self._file = self.path.open("wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk; refuse uploads past MAX_BUNDLE_BYTES."""
+        self.size += len(chunk)
+        if self.size > MAX_BUNDLE_BYTES:
+            self.discard()
+            raise InvalidRequest(
+                f"the bundle is larger than {MAX_BUNDLE_BYTES >> 20} MiB", hint="ship a smaller bundle"
+            )
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def finish(self) -> StagedUpload:
+        """Close the file and return what was received."""
+        self._file.close()
+        return StagedUpload(self.path, f"sha256:{self._hash.hexdigest()}", self.size)
+
+    def discard(self) -> None:
+        """Drop the partial upload."""
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def blob_path(root: Path, digest: str) -> Path:
+    """Where the bundle with `digest` is stored."""
+    return root / "sha256" / f"{digest.removeprefix('sha256:')}.tar.gz"
+
+
+def _require_service(session: Session, service: str) -> None:
+    latest = latest_revision(session)
+    if latest is None:
+        raise InvalidRequest(
+            f"service '{service}' is unknown: no conveyor.yaml has been applied",
+            hint="declare the service under `services:` and run `conveyor apply`",
+        )
+    spec = Spec.from_document(json.loads(latest.document))
+    if service not in spec.services:
+        known = ", ".join(spec.services) or "none"
+        raise NotFound(
+            f"service '{service}' is not declared in conveyor.yaml (services: {known})",
+            hint="add it under `services:` and run `conveyor apply`",
+        )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of a registration: the artifact, and whether this call created it."""
+
+    artifact: Artifact
+    created: bool
+
+
+def register_bundle(
+    session: Session,
+    ctx: AuditContext,
+    root: Path,
+    service: str,
+    version: str,
+    staged: StagedUpload,
+    now: datetime,
+) -> Registration:
+    """Register `staged` as SERVICE VERSION; idempotent for the same digest, 409 for another one."""
+    try:
+        problem = semver_problem(version)
+        if problem:
+            raise InvalidRequest(problem, hint="versions are SemVer so that promotion order is clear")
+        _require_service(session, service)
+        if staged.size == 0 or not tarfile.is_tarfile(staged.path):
+            raise InvalidRequest(
+                "the upload is not a tar archive", hint="a bundle is a .tar.gz of the app's files"
+            )
+        existing = session.execute(
+            select(Artifact).where(Artifact.service == service, Artifact.version == version)
+        ).scalar_one_or_none()
+        if existing is not None:
+            if existing.digest == staged.digest:
+                return Registration(existing, created=False)
+            raise Conflict(
+                f"{service} {version} is already registered with digest {existing.digest}; "
+                f"this bundle is {staged.digest}",
+                hint="artifacts are immutable: give the new build a new version",
+            )
+        target = blob_path(root, staged.digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged.path, target)  # same content under the same name: replacing is harmless
+        artifact = Artifact(
+            service=service,
+            version=version,
+            digest=staged.digest,
+            kind="bundle",
+            size=staged.size,
+            registered_at=isoformat(now),
+            registered_by=ctx.actor,
+        )
+        session.add(artifact)
+        session.flush()
+        record(
+            session,
+            ctx,
+            "artifact.register",
+            now=now,
+            target=f"artifact:{service}@{version}",
+            details={"digest": staged.digest, "size": staged.size, "kind": "bundle"},
+        )
+        return Registration(artifact, created=True)
+    finally:
+        staged.path.unlink(missing_ok=True)
+
+
+def get_artifact(session: Session, service: str, version: str) -> Artifact:
+    """SERVICE VERSION, or NotFound listing the versions that exist."""
+    row = session.execute(
+        select(Artifact).where(Artifact.service == service, Artifact.version == version)
+    ).scalar_one_or_none()
+    if row is None:
+        versions = [a.version for a in list_artifacts(session, service)][:10]
+        have = f"registered versions: {', '.join(versions)}" if versions else "none is registered"
+        raise NotFound(
+            f"no artifact {service} {version} ({have})",
+            hint=f"register it with `conveyor artifact register {service} {version} --bundle PATH`",
+        )
+    return row
+
+
+def list_artifacts(session: Session, service: str | None = None) -> list[Artifact]:
+    """Artifacts, newest first, optionally of one service."""
+    query = select(Artifact).order_by(Artifact.id.desc())
+    if service:
+        query = query.where(Artifact.service == service)
+    return list(session.execute(query).scalars())

@@ -1,0 +1,1 @@
+"""Direct deployments (the recreate path development environments use) and runtime views."""

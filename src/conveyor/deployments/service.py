@@ -1,0 +1,126 @@
+"""Deploy an artifact straight into an environment (recreate), recorded and audited."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from conveyor.artifacts.service import blob_path, get_artifact
+from conveyor.audit.log import AuditContext, record
+from conveyor.auth.permissions import may_act_on_environment
+from conveyor.auth.service import Principal
+from conveyor.clock import isoformat
+from conveyor.deployments.desired import config_sha256, recreate
+from conveyor.environments.service import get_environment, latest_revision
+from conveyor.errors import Forbidden, InvalidRequest
+from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.spec import Spec
+from conveyor.store.tables import Deployment
+
+
+def current_spec(session: Session) -> Spec:
+    """The applied spec (InvalidRequest before the first apply)."""
+    latest = latest_revision(session)
+    if latest is None:
+        raise InvalidRequest("no conveyor.yaml has been applied yet", hint="run `conveyor apply` first")
+    return Spec.from_document(json.loads(latest.document))
+
+
+def check_environment_action(spec: Spec, principal: Principal, environment: str, action: str) -> None:
+    """Forbidden unless the caller's role may perform `action` in `environment`."""
+    allowed = spec.environments[environment].access.roles_for(action)
+    if not may_act_on_environment(principal.role, action, allowed):
+        who = ", ".join(allowed) or "nobody but admins"
+        raise Forbidden(
+            f"role '{principal.role}' may not {action} in environment '{environment}' (allowed: {who})",
+            hint=f"ask someone with one of those roles, or change `access.{action}` in conveyor.yaml",
+            permission=f"environment:{action}",
+            environment=environment,
+        )
+
+
+@dataclass(frozen=True)
+class PlannedDeployment:
+    """A deployment recorded in the store, and the desired state to hand to the runtime."""
+
+    deployment_id: int
+    desired: EnvironmentDesired
+
+
+def begin(
+    session: Session,
+    ctx: AuditContext,
+    principal: Principal,
+    artifacts_root: Path,
+    environment: str,
+    service: str,
+    version: str,
+    now: datetime,
+) -> PlannedDeployment:
+    """Check permission and inputs, record the deployment (state `applying`), return desired state."""
+    get_environment(session, environment)
+    spec = current_spec(session)
+    check_environment_action(spec, principal, environment, "deploy")
+    artifact = get_artifact(session, service, version)
+    desired = recreate(
+        spec, environment, service, version, artifact.digest, str(blob_path(artifacts_root, artifact.digest))
+    )
+    row = Deployment(
+        environment=environment,
+        service=service,
+        version=version,
+        digest=artifact.digest,
+        strategy="recreate",
+        config_sha256=config_sha256(desired.env),
+        created_at=isoformat(now),
+        created_by=ctx.actor,
+        state="applying",
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        ctx,
+        "deploy.start",
+        now=now,
+        environment=environment,
+        target=f"artifact:{service}@{version}",
+        details={"deployment": row.id, "digest": artifact.digest, "strategy": "recreate"},
+    )
+    return PlannedDeployment(row.id, desired)
+
+
+def finish(
+    session: Session, ctx: AuditContext, deployment_id: int, error: str | None, now: datetime
+) -> Deployment:
+    """Mark a deployment applied or failed (with the reason), audited."""
+    row = session.get(Deployment, deployment_id)
+    assert row is not None
+    row.state = "failed" if error else "applied"
+    record(
+        session,
+        ctx,
+        "deploy.finish",
+        now=now,
+        environment=row.environment,
+        target=f"artifact:{row.service}@{row.version}",
+        outcome="failure" if error else "success",
+        details={"deployment": row.id, "error": error},
+    )
+    return row
+
+
+def history(session: Session, environment: str, limit: int = 20) -> list[Deployment]:
+    """Deployments into an environment, newest first."""
+    query = (
+        select(Deployment)
+        .where(Deployment.environment == environment)
+        .order_by(Deployment.id.desc())
+        .limit(limit)
+    )
+    return list(session.execute(query).scalars())

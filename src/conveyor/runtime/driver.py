@@ -1,0 +1,32 @@
+"""The runtime driver protocol: the only way the server changes or reads what runs.
+
+The local agent implements it over loopback HTTP (`LocalDriver`); a Kubernetes driver will
+implement the same calls with Deployments, Services and Gateway API HTTPRoutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from conveyor.runtime.desired import EnvironmentDesired
+
+
+class RuntimeDriver(Protocol):
+    """Apply desired state, observe actual state, read metrics and logs."""
+
+    def apply(self, desired: EnvironmentDesired) -> dict[str, Any]:
+        """Make `desired` the environment's desired state; returns the runtime's acknowledgement."""
+        ...
+
+    def observe(self, environment: str | None = None) -> dict[str, Any]:
+        """Instances, routes and errors of one environment (or all)."""
+        ...
+
+    def metrics(self, environment: str, window_seconds: float) -> dict[str, Any]:
+        """Per-version request statistics over the last `window_seconds`."""
+        ...
+
+    def logs(self, environment: str, lines: int, follow: bool) -> Iterator[str]:
+        """The last `lines` lines of each instance's output, then new lines when following."""
+        ...

@@ -1,0 +1,239 @@
+"""The local agent: persists desired state, runs instances (Supervisor) and routes traffic (Router).
+
+Started by `conveyor up` next to the server, or alone with `conveyor agent`. It keeps serving with
+its last desired state when the server is gone, and restores instances and routes from
+`agent/desired.json` when it restarts. The server reaches it only through `LocalDriver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from conveyor.credentials import write_private
+from conveyor.errors import InvalidRequest, NotFound
+from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.runtime.local.bundle import unpack
+from conveyor.runtime.local.instance import HealthCheck, InstanceSpec
+from conveyor.runtime.local.metrics import MetricsRegistry
+from conveyor.runtime.local.router import Router
+from conveyor.runtime.local.split import Backend, Fault, RouteTable
+from conveyor.runtime.local.supervisor import Supervisor
+
+log = logging.getLogger("conveyor.agent")
+
+
+def _command(command: tuple[str, ...]) -> tuple[str, ...]:
+    # a bundle's `python` means the interpreter Conveyor runs on: Debian has no bare `python`
+    if command and command[0] in ("python", "python3"):
+        return (sys.executable, *command[1:])
+    return command
+
+
+class Agent:
+    """Owns the desired state of every environment on this machine and makes it real."""
+
+    def __init__(self, home: Path, *, router_host: str = "127.0.0.1", tick: float = 0.1) -> None:
+        self.home = home
+        self.state_dir = home / "agent"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.bundle_dir = self.state_dir / "bundles"
+        self.router_host = router_host
+        self.metrics = MetricsRegistry()
+        self.supervisor = Supervisor(self.state_dir / "logs", tick=tick, on_change=self._push_tables)
+        self.routers: dict[str, Router] = {}
+        self.desired: dict[str, EnvironmentDesired] = {}
+        self.workdirs: dict[str, Path] = {}
+        self.errors: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def desired_file(self) -> Path:
+        return self.state_dir / "desired.json"
+
+    def _load(self) -> None:
+        try:
+            raw = json.loads(self.desired_file.read_text())
+        except FileNotFoundError:
+            return
+        for name, data in raw.items():
+            try:
+                self.desired[name] = EnvironmentDesired.from_json(data)
+            except InvalidRequest as exc:
+                self.errors[name] = f"persisted desired state is unreadable: {exc.detail}"
+
+    def _save(self) -> None:
+        data = {name: d.to_json() for name, d in self.desired.items()}
+        write_private(self.desired_file, json.dumps(data, indent=2) + "\n")
+
+    async def start(self) -> None:
+        """Restore the persisted desired state and start serving it."""
+        self._load()
+        await self.supervisor.start()
+        async with self._lock:
+            for name, desired in list(self.desired.items()):
+                try:
+                    await self._unpack(desired)
+                except InvalidRequest as exc:
+                    self.errors[name] = exc.detail
+            await self._reconcile()
+        log.info("agent restored %d environment(s)", len(self.desired))
+
+    async def stop(self) -> None:
+        """Stop routing (draining in-flight requests), then stop every instance."""
+        for router in self.routers.values():
+            await router.stop(drain_timeout=5.0)
+        self.routers.clear()
+        await self.supervisor.stop()
+
+    async def _unpack(self, desired: EnvironmentDesired) -> None:
+        for version in desired.versions:
+            if version.digest in self.workdirs:
+                continue
+            try:
+                path = await asyncio.to_thread(
+                    unpack, Path(version.bundle_path), version.digest, self.bundle_dir
+                )
+            except FileNotFoundError:
+                raise InvalidRequest(
+                    f"bundle of {desired.service} {version.version} is missing at {version.bundle_path}",
+                    hint="register the artifact again",
+                ) from None
+            self.workdirs[version.digest] = path
+
+    async def put(self, desired: EnvironmentDesired) -> dict[str, Any]:
+        """Make `desired` the environment's state: verify bundles, persist, then reconcile."""
+        desired.validate()
+        async with self._lock:
+            await self._unpack(desired)  # a tampered bundle fails here, before anything changes
+            self.desired[desired.environment] = desired
+            self.errors.pop(desired.environment, None)
+            self._save()
+            await self._reconcile()
+        return self.observe(desired.environment)
+
+    async def remove(self, environment: str) -> None:
+        """Stop everything of an environment and forget it."""
+        async with self._lock:
+            if self.desired.pop(environment, None) is None:
+                raise NotFound(f"environment '{environment}' runs nothing on this agent")
+            self._save()
+            await self._reconcile()
+
+    def _specs(self) -> list[InstanceSpec]:
+        specs: list[InstanceSpec] = []
+        for desired in self.desired.values():
+            health = HealthCheck(**asdict(desired.health))
+            for version in desired.versions:
+                workdir = self.workdirs.get(version.digest)
+                if workdir is None:
+                    continue
+                for index in range(version.instances):
+                    specs.append(
+                        InstanceSpec(
+                            environment=desired.environment,
+                            service=desired.service,
+                            version=version.version,
+                            index=index,
+                            command=_command(desired.command),
+                            workdir=workdir,
+                            env=dict(desired.env),
+                            health=health,
+                            port_env=desired.port_env,
+                        )
+                    )
+        return specs
+
+    async def _reconcile(self) -> None:
+        await self.supervisor.apply(self._specs())
+        for name in list(self.routers):
+            desired = self.desired.get(name)
+            if desired is None or desired.router_port != self.routers[name].port:
+                await self.routers.pop(name).stop(drain_timeout=5.0)
+        for name, desired in self.desired.items():
+            if desired.router_port and name not in self.routers:
+                router = Router(name, self.router_host, desired.router_port, self.metrics)
+                try:
+                    await router.start()
+                except OSError as exc:
+                    self.errors[name] = f"router cannot listen on port {desired.router_port}: {exc.strerror}"
+                    continue
+                self.routers[name] = router
+        self._push_tables()
+
+    def _table(self, desired: EnvironmentDesired) -> RouteTable:
+        backends = tuple(
+            Backend(
+                version=v.version,
+                weight_bp=v.weight_bp,
+                endpoints=tuple(self.supervisor.ready_endpoints(desired.environment, v.version)),
+                fault=Fault(**asdict(v.fault)) if v.fault else None,
+            )
+            for v in desired.versions
+        )
+        return RouteTable(desired.environment, backends, sticky=desired.sticky)
+
+    def _push_tables(self) -> None:
+        for name, router in self.routers.items():
+            desired = self.desired.get(name)
+            if desired is not None:
+                router.update(self._table(desired))
+
+    def observe(self, environment: str | None = None) -> dict[str, Any]:
+        """Desired and actual state: instances, router port and weights, errors."""
+        names = [environment] if environment else list(self.desired)
+        if environment and environment not in self.desired:
+            raise NotFound(f"environment '{environment}' runs nothing on this agent")
+        instances = self.supervisor.instances()
+        result: dict[str, Any] = {}
+        for name in names:
+            desired = self.desired[name]
+            router = self.routers.get(name)
+            table = self._table(desired)
+            result[name] = {
+                "service": desired.service,
+                "desired": desired.to_json(),
+                "router": {
+                    "port": router.port if router else None,
+                    "listening": router is not None,
+                    "backends": [
+                        {
+                            "version": b.version,
+                            "weight_bp": b.weight_bp,
+                            "endpoints": [list(e) for e in b.endpoints],
+                        }
+                        for b in table.backends
+                    ],
+                },
+                "instances": [_instance_json(i) for i in instances if i.environment == name],
+                "error": self.errors.get(name),
+            }
+        return result
+
+    def window(self, environment: str, seconds: float) -> dict[str, Any]:
+        """Per-version statistics over the last `seconds`."""
+        if environment not in self.desired:
+            raise NotFound(f"environment '{environment}' runs nothing on this agent")
+        versions = [v.version for v in self.desired[environment].versions]
+        versions += [v for v in self.metrics.versions(environment) if v not in versions]
+        return {v: asdict(self.metrics.window(environment, v, seconds)) for v in versions}
+
+    def log_files(self, environment: str) -> list[tuple[str, Path]]:
+        """(label, path) of each instance's log file in an environment."""
+        if environment not in self.desired:
+            raise NotFound(f"environment '{environment}' runs nothing on this agent")
+        files: list[tuple[str, Path]] = []
+        base = self.state_dir / "logs" / environment
+        for path in sorted(base.glob("*.log")):
+            files.append((path.stem, path))
+        return files
+
+
+def _instance_json(status: Any) -> dict[str, Any]:
+    data = asdict(status) if hasattr(status, "__dataclass_fields__") else dict(vars(status))
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
