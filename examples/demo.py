@@ -7,11 +7,15 @@ tokens → a denied action → status → audit list / verify / export → down.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
@@ -64,6 +68,8 @@ def main() -> None:
 
     step("Write a conveyor.yaml with the three tiers, plus QA and DR")
     run("init", "--with", "qa,dr", "--project", "shop")
+    # the demo's routers take free ports, so it runs beside whatever already uses 8101-8105
+    spec.write_text(re.sub(r"port: 81\d\d", lambda _m: f"port: {free_port()}", spec.read_text()))
     run("validate")
 
     step("A file with mistakes is explained, line by line, and nothing happens")
@@ -116,11 +122,54 @@ def journey(spec: Path, text: str) -> None:
     step("Status: server, store, environments")
     run("status")
 
+    ship()
+
     step("The audit trail: who did what, from where; the hash chain verifies")
     run("audit", "list", "--limit", "12")
     run("audit", "list", "--action", "spec.*")
     run("audit", "verify")
     run("audit", "export", "--file", "audit.jsonl")
+
+
+def bundle(version: str) -> Path:
+    """Package the example app as a .tar.gz bundle, as CI would once per build."""
+    path = WORK / f"web-{version}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(ROOT / "examples/app/app.py", arcname="app.py")
+    return path
+
+
+def ship() -> None:
+    """Register two builds, deploy them to development, and send real traffic through the router."""
+    port = int(re.search(r"port: (\d+)", (WORK / "conveyor.yaml").read_text()).group(1))  # type: ignore[union-attr]
+
+    step("CI registers each build once: digest computed, bytes stored content-addressed")
+    bundle("1.0.0")
+    run("artifact", "register", "web", "1.0.0", "--bundle", "web-1.0.0.tar.gz")
+    (WORK / "CHANGES").write_text("1.1.0: faster checkout\n")
+    with tarfile.open(WORK / "web-1.1.0.tar.gz", "w:gz") as tar:
+        tar.add(ROOT / "examples/app/app.py", arcname="app.py")
+        tar.add(WORK / "CHANGES", arcname="CHANGES")
+    run("artifact", "register", "web", "1.1.0", "--bundle", "web-1.1.0.tar.gz")
+    run("artifact", "register", "web", "1.1.0", "--bundle", "web-1.0.0.tar.gz", expect=1)
+    run("artifact", "list")
+
+    step("Deploy 1.0.0 to development: real processes behind the environment's router")
+    run("deploy", "web", "1.0.0", "--env", "development")
+    served = [httpx.get(f"http://127.0.0.1:{port}/", timeout=5) for _ in range(50)]
+    first = served[0]
+    print(f"$ curl -i http://127.0.0.1:{port}/   (50 times)")
+    header = first.headers.get("x-conveyor-version")
+    print(f"HTTP {first.status_code}, X-Conveyor-Version: {header}, {first.text}")
+    print(f"instances that answered: {sorted({r.json()['instance'] for r in served})}")
+    run("ps", "--env", "development")
+    run("traffic", "development")
+    run("logs", "development", "--lines", "2")
+
+    step("Deploy 1.1.0 (recreate): the router now sends everything to the new version")
+    run("deploy", "web", "1.1.0", "--env", "development")
+    answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+    print(f"$ curl http://127.0.0.1:{port}/\n{answer.text}")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         if os.environ.get("APP_ACCESS_LOG"):
-            sys.stdout.write("%s %s\n" % (self.address_string(), format % args))
+            sys.stdout.write(f"{self.address_string()} {format % args}\n")
             sys.stdout.flush()
 
     def _send(self, status: int, body: dict[str, object]) -> None:

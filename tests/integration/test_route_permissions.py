@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 
 from conveyor.auth.permissions import DEFAULT_ROLE_PERMISSIONS
 from conveyor.settings import Settings
+from conveyor.spec import render_init
 from conveyor.store.db import Store
 from conveyor.store.migrate import upgrade
 from tests.conftest import Server
@@ -28,8 +29,11 @@ def _operations(server: Server) -> list[tuple[str, str, str]]:
     return ops
 
 
+_PARAMS = {"name": "production", "number": "1", "service": "web", "version": "1.0.0"}
+
+
 def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "1", path)
+    return re.sub(r"\{([^}]+)\}", lambda m: _PARAMS.get(m.group(1), "1"), path)
 
 
 def test_every_route_declares_a_permission(server: Server) -> None:
@@ -53,6 +57,7 @@ def test_no_route_answers_without_a_valid_token(server: Server) -> None:
 
 def test_a_missing_permission_is_a_403_naming_it(server: Server) -> None:
     with server.admin() as http:
+        assert http.post("/api/v1/spec/apply", json={"source": render_init("shop")}).status_code == 200
         viewer = http.post("/api/v1/users", json={"name": "vera", "role": "viewer"}).json()["token"]["token"]
     granted = DEFAULT_ROLE_PERMISSIONS["viewer"]
     denied = 0

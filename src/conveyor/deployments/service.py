@@ -37,7 +37,8 @@ def check_environment_action(spec: Spec, principal: Principal, environment: str,
     if not may_act_on_environment(principal.role, action, allowed):
         who = ", ".join(allowed) or "nobody but admins"
         raise Forbidden(
-            f"role '{principal.role}' may not {action} in environment '{environment}' (allowed: {who})",
+            f"role '{principal.role}' lacks the permission 'environment:{action}' in environment "
+            f"'{environment}' (roles allowed to {action} there: {who})",
             hint=f"ask someone with one of those roles, or change `access.{action}` in conveyor.yaml",
             permission=f"environment:{action}",
             environment=environment,

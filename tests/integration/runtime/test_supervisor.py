@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conveyor.errors import Conflict
 from conveyor.runtime.local.backoff import BackoffPolicy
 from conveyor.runtime.local.instance_logs import rotated_path, tail
 from conveyor.runtime.local.supervisor import (
@@ -413,5 +414,20 @@ asyncio.run(main())
         async with supervising(tmp_path, stop_grace=2.0) as supervisor:
             assert not running(orphan)
             assert supervisor.instances() == []
+
+    asyncio.run(scenario())
+
+
+def test_signal_handlers_only_request_a_shutdown(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with supervising(tmp_path) as supervisor:
+            await supervisor.apply([spec()])
+            await until("ready", state_is(supervisor, "dev/shop/1.0.0/0", InstanceState.READY))
+            supervisor.install_signal_handlers([signal.SIGUSR1])
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await asyncio.wait_for(supervisor.shutdown_requested.wait(), 5)
+            assert status(supervisor, "dev/shop/1.0.0/0").state is InstanceState.READY  # nothing stopped
+        with pytest.raises(Conflict, match="not running"):
+            await supervisor.apply([])
 
     asyncio.run(scenario())

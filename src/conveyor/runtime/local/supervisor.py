@@ -12,69 +12,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
-import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from conveyor.errors import Conflict, InvalidRequest, NotFound
 from conveyor.runtime.local.backoff import BackoffPolicy, RestartHistory
 from conveyor.runtime.local.health_probe import ProbeResult, probe
 from conveyor.runtime.local.instance import HealthCheck, InstanceSpec, InstanceState, InstanceStatus
 from conveyor.runtime.local.instance_logs import InstanceLog, instance_log_path, prune_rotated
-from conveyor.runtime.local.pidfile import (
-    ProcessRecord,
-    end_orphans,
-    signal_group,
-    start_ticks,
-    write_records,
+from conveyor.runtime.local.instance_process import (
+    LOOPBACK,
+    InstanceProcess,
+    child_env,
+    describe_exit,
+    free_port,
 )
+from conveyor.runtime.local.pidfile import end_orphans, write_records
 
 __all__ = ["HealthCheck", "InstanceSpec", "InstanceState", "InstanceStatus", "Supervisor"]
 
 log = logging.getLogger("conveyor.supervisor")
 
-LOOPBACK = "127.0.0.1"
-TAIL_LINES = 20
 PRUNE_EVERY = 3600.0
-# variables an instance inherits from the agent; the rest (tokens, database URLs) stay private
-INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 _PROBED = (InstanceState.STARTING, InstanceState.READY, InstanceState.UNHEALTHY)
-
-
-class _Run:
-    """One OS process of an instance, from its start until it is reaped."""
-
-    def __init__(
-        self,
-        proc: subprocess.Popen[bytes],
-        ticks: int | None,
-        port: int,
-        started_at: float,
-        started_mono: float,
-    ) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-        self.start_ticks = ticks
-        self.port = port
-        self.started_at = started_at
-        self.started_mono = started_mono
-        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.pump: asyncio.Task[None] | None = None
-        self.check: asyncio.Task[ProbeResult] | None = None
-        self.next_check_at = started_mono
-        self.kill_at: float | None = None
-        self.exit_code: int | None = None
-        self.reaped = False
-        self.output_closed = False
-        self.exit_logged = False
 
 
 class _Instance:
@@ -84,7 +49,7 @@ class _Instance:
         self.spec = spec
         self.log = log_file
         self.state = InstanceState.STARTING
-        self.run: _Run | None = None
+        self.run: InstanceProcess | None = None
         self.history = RestartHistory()
         self.restarts = 0
         self.restart_at = 0.0
@@ -198,7 +163,7 @@ class Supervisor:
         self._stopped = True
         self._remove_signal_handlers()
         self._fail_requests()
-        everything = [*self._instances.values(), *self._retiring]
+        everything = self._everything()
         for inst in everything:
             inst.retiring = True
             if inst.run is not None:
@@ -208,11 +173,11 @@ class Supervisor:
                 self._terminate(inst, inst.run, self._clock(), timeout, "stopping: supervisor shut down")
         self._notify()
         await self._join(everything, timeout)
-        pumps = [i.run.pump for i in everything if i.run is not None and i.run.pump is not None]
-        if pumps:
-            _, late = await asyncio.wait(pumps, timeout=2.0)
-            for pump in late:
-                pump.cancel()
+        readers = [i.run.reader for i in everything if i.run is not None and i.run.reader is not None]
+        if readers:
+            _, late = await asyncio.wait(readers, timeout=2.0)
+            for reader in late:
+                reader.cancel()
         for inst in everything:
             inst.state = InstanceState.STOPPED
             if inst.reason.startswith("stopping"):
@@ -231,7 +196,7 @@ class Supervisor:
 
     def instances(self) -> list[InstanceStatus]:
         """A snapshot of every instance, including ones still stopping after a change."""
-        everything = [*self._instances.values(), *self._retiring]
+        everything = self._everything()
         return sorted((self._status(i) for i in everything), key=lambda s: (s.key, s.state != "stopping"))
 
     def ready_endpoints(
@@ -293,13 +258,15 @@ class Supervisor:
         while self._requests and not self._closing:
             await self._handle(self._requests.popleft())
         now = self._clock()
-        for inst in [*self._instances.values(), *self._retiring]:
+        for inst in self._everything():
             await self._step(inst, now)
-        self._retiring = [i for i in self._retiring if i.state is not InstanceState.STOPPED]
+        # a stopped instance stays listed until its output is drained, so its log file stays open
+        self._retiring = [i for i in self._retiring if i.state is not InstanceState.STOPPED or _draining(i)]
         self._close_unused_logs()
         if self._records_dirty:
             self._records_dirty = False
-            await asyncio.to_thread(write_records, self.pid_file, self._records())
+            records = [i.run.record(i.spec.key) for i in self._everything() if i.alive and i.run]
+            await asyncio.to_thread(write_records, self.pid_file, records)
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             await asyncio.to_thread(
@@ -361,13 +328,13 @@ class Supervisor:
     async def _step(self, inst: _Instance, now: float) -> None:
         run = inst.run
         if run is not None and not run.reaped:
-            code = run.proc.poll()
+            code = run.poll()
             if code is not None:
                 await self._reaped(inst, run, code, now)
             else:
                 if run.kill_at is not None and now >= run.kill_at:
                     log.warning("instance %s ignored SIGTERM; sending SIGKILL", inst.spec.key)
-                    signal_group(run.pid, signal.SIGKILL)
+                    run.signal(signal.SIGKILL)
                     run.kill_at = None
                 if inst.state in _PROBED:
                     self._check_health(inst, run, now)
@@ -379,71 +346,38 @@ class Supervisor:
 
     async def _spawn(self, inst: _Instance, now: float) -> None:
         spec = inst.spec
-        port = self._free_port()
-        env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-        env["PYTHONUNBUFFERED"] = "1"  # Python apps' output reaches the log as it is written
-        env.update(spec.env)
-        env.update(
-            {
-                spec.port_env: str(port),
-                "CONVEYOR_ENV": spec.environment,
-                "CONVEYOR_VERSION": spec.version,
-                "CONVEYOR_INSTANCE": spec.key,
-            }
-        )
+        port = free_port(i.run.port for i in self._everything() if i.alive and i.run)
         inst.passes = inst.failures = 0
         inst.ready_since = None
         inst.restart_now = False
         inst.start_error = None
         try:
-            proc, ticks = await asyncio.to_thread(_launch, spec, env)
+            run = await asyncio.to_thread(
+                InstanceProcess.launch, spec, child_env(spec, port), port, self._wall(), now
+            )
         except OSError as exc:
             inst.start_error = f"cannot start {spec.command[0]!r} in {spec.workdir}: {exc.strerror or exc}"
             await self._write_log(inst, inst.start_error)
             inst.run = None
             self._after_exit(inst, None, inst.start_error, now)
             return
-        run = _Run(proc, ticks, port, self._wall(), now)
         inst.run = run
         inst.state = InstanceState.STARTING
         inst.reason = "starting: waiting for the first passing health check"
         self._records_dirty = True
         await self._write_log(inst, f"started pid {run.pid} on port {port}")
-        assert proc.stdout is not None
-        run.pump = asyncio.create_task(self._pump(inst, run, proc.stdout), name=f"output {spec.key}")
+        run.reader = asyncio.create_task(self._collect(inst, run), name=f"output of {spec.key}")
 
-    async def _pump(self, inst: _Instance, run: _Run, pipe: IO[bytes]) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**20)
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-        partial = b""
-        try:
-            while chunk := await reader.read(64 * 1024):
-                await asyncio.to_thread(inst.log.write, chunk)
-                *lines, partial = (partial + chunk).split(b"\n")
-                run.tail.extend(_text(line) for line in lines)
-                if len(partial) > 64 * 1024:
-                    run.tail.append(_text(partial[:4096]) + " …")
-                    partial = b""
-            if partial:
-                run.tail.append(_text(partial))
-        finally:
-            transport.close()
-            run.output_closed = True
-        # end of output usually means the process is exiting: wake the tick to reap it at once,
-        # after the short moment the kernel takes between closing its pipes and making it reapable
-        for _ in range(40):
-            if run.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.005)
-        self._wake.set()
+    async def _collect(self, inst: _Instance, run: InstanceProcess) -> None:
+        await run.collect_output(inst.log)
+        self._wake.set()  # the output ended, so the process has most likely exited: reap it now
         await self._log_exit(inst, run)
 
-    async def _reaped(self, inst: _Instance, run: _Run, code: int, now: float) -> None:
+    async def _reaped(self, inst: _Instance, run: InstanceProcess, code: int, now: float) -> None:
         run.reaped = True
         run.exit_code = code
         self._records_dirty = True
-        signal_group(run.pid, signal.SIGKILL)  # whatever the leader left behind in its group
+        run.signal(signal.SIGKILL)  # whatever the leader left behind in its group
         self._cancel_check(run)
         await self._log_exit(inst, run)
         if inst.retiring:
@@ -451,7 +385,7 @@ class Supervisor:
             inst.reason = "stopped"
             inst.last_exit_code = code
             return
-        what = _describe_exit(code)
+        what = describe_exit(code)
         if inst.restart_now:
             inst.last_exit_code = code
             inst.state = InstanceState.BACKOFF
@@ -473,46 +407,38 @@ class Supervisor:
             inst.state = InstanceState.BACKOFF
             inst.restart_at = now + decision.delay
 
-    def _terminate(self, inst: _Instance, run: _Run, now: float, grace: float, reason: str) -> None:
+    def _terminate(
+        self, inst: _Instance, run: InstanceProcess, now: float, grace: float, reason: str
+    ) -> None:
         inst.state = InstanceState.STOPPING
         inst.reason = reason
         inst.ready_since = None
         self._cancel_check(run)
         if run.kill_at is None:
-            signal_group(run.pid, signal.SIGTERM)
+            run.signal(signal.SIGTERM)
             run.kill_at = now + grace
 
     async def _join(self, instances: Sequence[_Instance], timeout: float) -> None:
         loop = asyncio.get_running_loop()
         runs = [i.run for i in instances if i.run is not None and not i.run.reaped]
         deadline = loop.time() + timeout
-        while any(r.proc.poll() is None for r in runs) and loop.time() < deadline:
+        while any(r.poll() is None for r in runs) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         for run in runs:
-            if run.proc.poll() is None:
-                signal_group(run.pid, signal.SIGKILL)
+            if run.poll() is None:
+                run.signal(signal.SIGKILL)
         # SIGKILL cannot be ignored; this only waits for the kernel to tear the processes down
-        while any(r.proc.poll() is None for r in runs):
+        while any(r.poll() is None for r in runs):
             await asyncio.sleep(0.02)
         for inst in instances:
             last = inst.run
-            code = last.proc.poll() if last is not None else None
+            code = last.poll() if last is not None else None
             if last is not None and not last.reaped and code is not None:
                 await self._reaped(inst, last, code, self._clock())
 
-    def _free_port(self) -> int:
-        taken = {i.run.port for i in [*self._instances.values(), *self._retiring] if i.alive and i.run}
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((LOOPBACK, 0))
-                port = int(sock.getsockname()[1])
-            if port not in taken:
-                return port
-        raise InvalidRequest("no free loopback port for a new instance")
-
     # ---- health -----------------------------------------------------------------------------------
 
-    def _check_health(self, inst: _Instance, run: _Run, now: float) -> None:
+    def _check_health(self, inst: _Instance, run: InstanceProcess, now: float) -> None:
         health = inst.spec.health
         if run.check is not None and run.check.done():
             self._observe(inst, run.check.result(), now)
@@ -560,7 +486,7 @@ class Supervisor:
         elif inst.state is InstanceState.UNHEALTHY:
             inst.reason = f"unhealthy: {health.path}: {result.detail} ({inst.failures} checks in a row)"
 
-    def _cancel_check(self, run: _Run) -> None:
+    def _cancel_check(self, run: InstanceProcess) -> None:
         if run.check is not None:
             run.check.cancel()
             run.check = None
@@ -590,7 +516,7 @@ class Supervisor:
         )
 
     def _notify(self) -> None:
-        everything = [*self._instances.values(), *self._retiring]
+        everything = self._everything()
         seen = tuple(
             sorted((i.spec.key, str(i.state), i.run.port if i.alive and i.run else None) for i in everything)
         )
@@ -603,11 +529,8 @@ class Supervisor:
             except Exception:
                 log.exception("supervisor on_change callback failed")
 
-    def _records(self) -> list[ProcessRecord]:
-        everything = [*self._instances.values(), *self._retiring]
-        return [
-            ProcessRecord(i.spec.key, i.run.pid, i.run.start_ticks) for i in everything if i.alive and i.run
-        ]
+    def _everything(self) -> list[_Instance]:
+        return [*self._instances.values(), *self._retiring]
 
     # ---- logs -------------------------------------------------------------------------------------
 
@@ -620,7 +543,7 @@ class Supervisor:
         return log_file
 
     def _close_unused_logs(self) -> None:
-        used = {i.spec.key for i in [*self._instances.values(), *self._retiring]}
+        used = {i.spec.key for i in self._everything()}
         for key in [k for k in self._logs if k not in used]:
             self._logs.pop(key).close()
 
@@ -629,37 +552,13 @@ class Supervisor:
         line = f"--- {stamp} conveyor: {inst.spec.key} {message} ---\n"
         await asyncio.to_thread(inst.log.write, line.encode())
 
-    async def _log_exit(self, inst: _Instance, run: _Run) -> None:
+    async def _log_exit(self, inst: _Instance, run: InstanceProcess) -> None:
         # written once, after both the last output and the exit status are known, so it comes last
         if run.reaped and run.output_closed and not run.exit_logged:
             run.exit_logged = True
-            await self._write_log(inst, f"pid {run.pid} {_describe_exit(run.exit_code)}")
+            await self._write_log(inst, f"pid {run.pid} {describe_exit(run.exit_code)}")
 
 
-def _launch(spec: InstanceSpec, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Start the process in its own session; runs in a worker thread (fork and exec take a while)."""
-    proc = subprocess.Popen(
-        spec.command,
-        cwd=spec.workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return proc, start_ticks(proc.pid)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "did not start"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace").rstrip("\r")
+def _draining(inst: _Instance) -> bool:
+    reader = inst.run.reader if inst.run is not None else None
+    return reader is not None and not reader.done()
