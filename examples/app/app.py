@@ -69,6 +69,7 @@ def crash() -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a production server would
+    disable_nagle_algorithm = True  # else small keep-alive responses wait ~40 ms for a delayed ACK
     server_version = "conveyor-example/1"
 
     def log_message(self, format: str, *args: object) -> None:

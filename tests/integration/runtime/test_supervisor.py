@@ -248,6 +248,23 @@ def test_an_instance_unhealthy_for_too_long_is_restarted(tmp_path: Path) -> None
     asyncio.run(scenario())
 
 
+def test_an_instance_never_ready_turns_unhealthy_after_start_timeout_and_is_restarted(tmp_path: Path) -> None:
+    health = HealthCheck(interval=0.2, timeout=1.0, start_timeout=0.5, restart_after=0.5)
+
+    async def scenario() -> None:
+        async with supervising(tmp_path) as supervisor:
+            key = "dev/shop/1.0.0/0"
+            await supervisor.apply([spec(env={"APP_FAIL_HEALTH": "1"}, health=health)])
+            await until("unhealthy", state_is(supervisor, key, InstanceState.UNHEALTHY), timeout=5)
+            sick = status(supervisor, key)
+            assert sick.reason == "not ready 0.5s after its start (starting: /healthz: HTTP 503)"
+            assert supervisor.ready_endpoints("dev", "1.0.0") == []
+            await until("restarted", lambda: status(supervisor, key).restarts >= 1, timeout=5)
+            assert status(supervisor, key).pid != sick.pid
+
+    asyncio.run(scenario())
+
+
 def test_an_app_that_exits_at_once_ends_in_a_crash_loop_with_its_last_words(tmp_path: Path) -> None:
     crash = (sys.executable, "-c", "import sys; print('boom: missing DATABASE_URL'); sys.exit(3)")
 

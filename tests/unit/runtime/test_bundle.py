@@ -128,6 +128,14 @@ class TestRefusals:
         assert error.to_problem()["status"] == 422
         assert _leftovers(store) == []
 
+    def test_a_changed_file_is_refused_even_when_already_unpacked(self, tmp_path: Path, store: Path) -> None:
+        bundle = tmp_path / "app.tar.gz"
+        digest = _bundle(bundle, _file("app.py"))
+        unpack(bundle, digest, store)
+        _bundle(bundle, _file("app.py", b"print('changed')\n"))
+        with pytest.raises(BundleError, match="changed after it was registered"):
+            unpack(bundle, digest, store)
+
     @pytest.mark.parametrize("digest", ["abc", "sha256:XYZ", "md5:" + "0" * 32, "sha256:" + "0" * 63])
     def test_a_malformed_digest_is_refused(self, tmp_path: Path, store: Path, digest: str) -> None:
         bundle = tmp_path / "app.tar.gz"

@@ -57,20 +57,14 @@ def unpack(
 ) -> Path:
     """Verify `bundle` against `expected_digest`, unpack it once, and return its directory."""
     target = unpacked_path(store_dir, expected_digest)
+    if target.is_dir():
+        _verify(bundle, expected_digest, digest_file(bundle))
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".tmp-{target.name[:12]}-", dir=target.parent) as scratch:
+        # extract from a private copy, so the bytes verified are the bytes extracted
         copy = Path(scratch) / "bundle.tar.gz"
-        actual = _copy_with_digest(bundle, copy)
-        if actual != expected_digest:
-            raise BundleError(
-                f"bundle {bundle} does not match its registered digest: expected {expected_digest}, "
-                f"found {actual}; the file changed after it was registered",
-                hint="do not edit registered bundles: build again and register the result as a new version",
-                expected=expected_digest,
-                actual=actual,
-            )
-        if target.is_dir():
-            return target
+        _verify(bundle, expected_digest, _copy_with_digest(bundle, copy))
         staging = Path(scratch) / "tree"
         staging.mkdir()
         _extract(copy, staging, bundle, max_bytes=max_bytes, max_members=max_members)
@@ -81,6 +75,17 @@ def unpack(
             if not target.is_dir():
                 raise
     return target
+
+
+def _verify(bundle: Path, expected: str, actual: str) -> None:
+    if actual != expected:
+        raise BundleError(
+            f"bundle {bundle} does not match its registered digest: expected {expected}, "
+            f"found {actual}; the file changed after it was registered",
+            hint="do not edit registered bundles: build again and register the result as a new version",
+            expected=expected,
+            actual=actual,
+        )
 
 
 def _hex(digest: str) -> str:

@@ -405,7 +405,6 @@ class _UpstreamConnection(asyncio.Protocol):
         self.client: _ClientConnection | None = None
         self.ex: _Exchange | None = None
         self.closed = False
-        self.reused = False
         self.reading_paused = False
         self.last_active = 0.0
         self.out: list[bytes] = []
@@ -426,6 +425,11 @@ class _UpstreamConnection(asyncio.Protocol):
         self.sock = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
+        if self.ex is None:
+            # An idle connection should be silent; whatever it says (a 408, a goodbye) makes it unusable.
+            self.closed = True
+            self.transport.abort()
+            return
         self.last_active = self.router._time()
         try:
             self.parser.feed_data(data)
@@ -643,9 +647,7 @@ class _UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
         if ex is not None and client is not None and not ex.done:
             ex.upstream = None
-            self.router._upstream_failed(
-                client, ex, self.endpoint, what, reused=self.reused, timed_out=timed_out
-            )
+            self.router._upstream_failed(client, ex, self.endpoint, what, timed_out=timed_out)
 
     def abandon(self) -> None:
         """The client went away mid-exchange: the rest of the response is of no use."""
@@ -888,7 +890,7 @@ class Router:
                 return
             timed_out = isinstance(exc, TimeoutError)
             what = "did not accept a connection in time" if timed_out else f"refused the connection ({exc})"
-            self._upstream_failed(client, ex, endpoint, what, reused=False, timed_out=timed_out, connect=True)
+            self._upstream_failed(client, ex, endpoint, what, timed_out=timed_out, connect=True)
             return
         self._down_until.pop(endpoint, None)
         if ex.done:
@@ -923,7 +925,6 @@ class Router:
             upstream.transport.close()
             return
         upstream.resume_reading()
-        upstream.reused = True
         idle.append(upstream)
 
     def _finish(self, client: _ClientConnection, ex: _Exchange, status: int, upstream_error: bool) -> None:
@@ -962,7 +963,6 @@ class Router:
         endpoint: Endpoint,
         what: str,
         *,
-        reused: bool,
         timed_out: bool,
         connect: bool = False,
     ) -> None:

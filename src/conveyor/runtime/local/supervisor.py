@@ -118,7 +118,7 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._stopped = False
+        self._stopping: asyncio.Future[None] | None = None
         self._signals: list[int] = []
         self._seen: tuple[tuple[str, str, int | None], ...] = ()
         self._last_prune = float("-inf")
@@ -130,7 +130,7 @@ class Supervisor:
 
     async def start(self) -> None:
         """End instances a previous agent left behind, then start the tick loop."""
-        if self._stopped:
+        if self._stopping is not None:
             raise Conflict(
                 "this supervisor was stopped", hint="create a new Supervisor to run instances again"
             )
@@ -155,12 +155,17 @@ class Supervisor:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every instance's group, SIGKILL what is left after `timeout`, and reap them all."""
-        if self._task is None or self._stopped:
+        if self._task is None:
             return
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._shutdown(timeout))
+        await asyncio.shield(self._stopping)
+
+    async def _shutdown(self, timeout: float) -> None:
+        assert self._task is not None
         self._closing = True
         self._wake.set()
         await self._task
-        self._stopped = True
         self._remove_signal_handlers()
         self._fail_requests()
         everything = self._everything()
