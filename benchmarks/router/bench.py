@@ -179,7 +179,7 @@ def example_apps(procs: Processes, script: Path) -> tuple[int, int]:
 def conveyor_router(procs: Processes, v1: int, v2: int) -> tuple[int, subprocess.Popen[bytes]]:
     """Conveyor's router as its own process, 90/10 between v1 and v2, no sticky cookie (wrk keeps none)."""
     port = free_port()
-    args = [sys.executable, "-m", "conveyor.runtime.local.router", "--port", str(port), "--environment", "bench"]
+    args = [sys.executable, "-m", "conveyor.runtime.local.router", "--port", str(port), "--environment=bench"]
     args += ["--backend", f"v1=127.0.0.1:{v1}:9000", "--backend", f"v2=127.0.0.1:{v2}:1000", "--no-sticky"]
     proc = procs.start(args, PROXY_CPU)
     wait_http(port, proc, "conveyor router")
@@ -312,10 +312,12 @@ def machine() -> dict[str, str]:
         "httptools": httptools.__version__,
         "wrk": first_line(["wrk", "--version"]).split(" [")[0],
         "haproxy": first_line(["haproxy", "-v"]).split(" - ")[0],
+        "load_before": f"{os.getloadavg()[0]:.2f}",
     }
 
 
 def report(runs: list[Run], info: dict[str, str], command: str, args: argparse.Namespace) -> str:
+    scenarios = list(dict.fromkeys(r.scenario for r in runs))
     lines = [
         f"## Router benchmark — {info['date']}",
         "",
@@ -325,12 +327,15 @@ def report(runs: list[Run], info: dict[str, str], command: str, args: argparse.N
         f"- Command: `{command}`.",
         f"- Saturated: wrk 1 thread, {args.connections} keep-alive connections, {args.duration:g} s after a"
         f" {args.warmup:g} s warm-up; proxy on CPU {PROXY_CPU}, wrk and upstreams on CPU {LOAD_CPU}.",
-        f"- Paced: {args.rate} req/s over 20 connections (benchmarks/router/paced.lua), {args.paced_duration:g} s"
-        f" per run, {args.repeats} interleaved repeats; medians shown, every p99 listed; proxy first on its own"
-        f" CPU {PROXY_CPU}, then sharing CPU {LOAD_CPU} with wrk and the upstreams.",
-        "- Upstreams: " + "; ".join(f"`{s}` = {SCENARIOS[s]}" for s in dict.fromkeys(r.scenario for r in runs)) + ".",
+        f"- Paced: {args.rate} req/s over 20 connections (benchmarks/router/paced.lua),"
+        f" {args.paced_duration:g} s per run, {args.repeats} interleaved repeats; medians shown, every p99"
+        f" listed; proxy first on its own CPU {PROXY_CPU}, then sharing CPU {LOAD_CPU} with wrk and the upstreams.",
+        "- Upstreams: " + "; ".join(f"`{s}` = {SCENARIOS[s]}" for s in scenarios) + ".",
+        f"- Load average (1 min) of the machine before / after: {info['load_before']} / {os.getloadavg()[0]:.2f}"
+        " (other work on the machine shows up as noise).",
         "",
-        "| upstream | path | load | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | proxy CPU | req/s per proxy CPU-s | p99 of each repeat |",
+        "| upstream | path | load | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | proxy CPU"
+        " | req/s per proxy CPU-s | p99 of each repeat |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     groups: dict[tuple[str, str, str], list[Run]] = {}
@@ -358,8 +363,9 @@ def report(runs: list[Run], info: dict[str, str], command: str, args: argparse.N
             f" | {med.p99_ms:.2f} | {med.p999_ms:.2f} | {med.errors} | {cpu} | {per_core} | {each} |"
         )
     lines.append("")
-    for scenario in dict.fromkeys(r.scenario for r in runs):
-        router, haproxy = merged[(scenario, "router", "saturated")], merged[(scenario, "haproxy", "saturated")]
+    for scenario in scenarios:
+        router = merged[(scenario, "router", "saturated")]
+        haproxy = merged[(scenario, "haproxy", "saturated")]
         text = f"- **{scenario}**: saturated router/HAProxy = {router.rps / haproxy.rps:.0%} of requests/s"
         if router.rps_per_core and haproxy.rps_per_core:
             text += (
@@ -387,17 +393,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1, help="seconds of unmeasured load before measuring")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections for saturated runs")
     parser.add_argument("--rate", type=int, default=1000, help="requests per second for the fixed-rate runs")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {', '.join(SCENARIOS)}")
-    parser.add_argument("--no-append", action="store_true", help=f"print only; do not append to {RESULTS.name}")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"any of {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--no-append", action="store_true", help=f"print only, do not append to {RESULTS.name}"
+    )
     args = parser.parse_args()
     missing = [tool for tool in ("wrk", "haproxy", "taskset") if shutil.which(tool) is None]
     if missing:
-        raise SystemExit(f"missing {', '.join(missing)}: `apt-get install -y wrk haproxy util-linux` (Debian)")
+        raise SystemExit(f"missing {', '.join(missing)}: apt-get install -y wrk haproxy util-linux")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("the benchmark pins the proxy and the load to different CPUs: it needs 2 or more")
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
-        raise SystemExit(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+        raise SystemExit(f"unknown scenario {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
     info = machine()
     command = "make bench-router" if os.environ.get("MAKELEVEL") else " ".join(["python", *sys.argv])
     runs: list[Run] = []
@@ -409,13 +417,21 @@ def main() -> None:
                 v1, v2 = example_apps(procs, APP if scenario == "example-app" else HERE / "app_nodelay.py")
             router_port, router = conveyor_router(procs, v1, v2)
             haproxy_port, haproxy = haproxy_split(procs, Path(tmp), v1, v2)
-            print(f"{scenario}: upstreams :{v1}/:{v2}, router :{router_port}, haproxy :{haproxy_port}", flush=True)
-            targets = {"direct": (v1, None), "router": (router_port, router), "haproxy": (haproxy_port, haproxy)}
+            print(
+                f"{scenario}: upstreams :{v1} :{v2}, router :{router_port}, haproxy :{haproxy_port}",
+                flush=True,
+            )
+            targets = {"direct": (v1, None), "router": (router_port, router)}
+            targets["haproxy"] = (haproxy_port, haproxy)
             runs += measure(scenario, targets, args)
     text = report(runs, info, command, args)
     print("\n" + text)
     if not args.no_append:
-        header = "" if RESULTS.exists() else "# Benchmark results\n\nAppended by the benchmarks, newest last.\n\n"
+        header = (
+            ""
+            if RESULTS.exists()
+            else "# Benchmark results\n\nAppended by each benchmark run, newest last.\n\n"
+        )
         with RESULTS.open("a") as out:
             out.write(header + text + "\n")
         print(f"appended to {RESULTS.relative_to(ROOT)}")

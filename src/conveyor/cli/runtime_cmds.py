@@ -167,9 +167,39 @@ def traffic(
     )
 
 
+def fault(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help="environment"),
+    version: str = typer.Argument(..., help="a version running there"),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0, help="added latency per request"),
+    error_rate: float = typer.Option(0.0, "--error-rate", min=0, max=1, help="share answered 500"),
+    abort_rate: float = typer.Option(0.0, "--abort-rate", min=0, max=1, help="share of dropped connections"),
+    clear: bool = typer.Option(False, "--clear", help="remove every fault from the version"),
+) -> None:
+    """Inject faults into one version's traffic at the router (chaos testing); audited."""
+    if clear:
+        latency_ms = error_rate = abort_rate = 0.0
+    elif not (latency_ms or error_rate or abort_rate):
+        raise ClientError(
+            "no fault given", hint="pass --latency-ms, --error-rate or --abort-rate, or --clear"
+        )
+    body = {"version": version, "latency_ms": latency_ms, "error_rate": error_rate, "abort_rate": abort_rate}
+    with api(ctx) as client:
+        result = client.post(f"/api/v1/environments/{env}/faults", json=body)
+    if result["fault"] is None:
+        console.print(f"{version} in {env}: faults cleared")
+    else:
+        f = result["fault"]
+        console.print(
+            f"{version} in {env}: +{f['latency_ms']:g} ms, {f['error_rate'] * 100:g}% errors, "
+            f"{f['abort_rate'] * 100:g}% aborts"
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Attach these commands to the root app."""
     app.command("deploy")(deploy)
     app.command("ps")(ps)
     app.command("logs")(logs)
     app.command("traffic")(traffic)
+    app.command("fault")(fault)

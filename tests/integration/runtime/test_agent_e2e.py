@@ -97,6 +97,17 @@ def test_register_deploy_route_and_restore_after_agent_kill(server: Server, tmp_
     traffic = json.loads(server.cli("traffic", "development", "-o", "json", check=True).stdout)
     assert traffic["versions"]["1.0.0"]["requests"] >= 21
 
+    # chaos: faults injected at the router show up in what the client sees and in the metrics
+    server.cli("fault", "development", "1.0.0", "--error-rate", "1", "--latency-ms", "30", check=True)
+    assert {_get(port).status_code for _ in range(20)} == {500}
+    stats = json.loads(server.cli("traffic", "development", "--window", "5", "-o", "json", check=True).stdout)
+    injected = stats["versions"]["1.0.0"]
+    assert injected["errors"] >= 20 and injected["error_rate"] > 0.3 and injected["p99_ms"] >= 30
+    server.cli("fault", "development", "1.0.0", "--clear", check=True)
+    assert {_get(port).status_code for _ in range(20)} == {200}
+    unknown = server.cli("fault", "development", "9.9.9", "--error-rate", "0.5")
+    assert unknown.returncode == 1 and "does not run in development" in unknown.stderr
+
     server.cli("deploy", "web", "1.1.0", "--env", "development", check=True)
     _wait(lambda: _version(port) == "1.1.0")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -10,9 +11,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.deps import AuditDep, PrincipalDep, StateDep, guarded, guarded_environment
+from conveyor.audit.log import record
 from conveyor.deployments import service as deployments
 from conveyor.environments.service import get_environment
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, NotFound
+from conveyor.runtime.desired import EnvironmentDesired, FaultPolicy
 
 router = APIRouter(tags=["runtime"])
 
@@ -111,3 +114,48 @@ def logs(
             yield (line + "\n").encode()
 
     return StreamingResponse(stream(), media_type="text/plain")
+
+
+class FaultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=128)
+    latency_ms: float = Field(0.0, ge=0, le=600_000)
+    error_rate: float = Field(0.0, ge=0, le=1)
+    abort_rate: float = Field(0.0, ge=0, le=1)
+
+
+@router.post("/api/v1/environments/{name}/faults", **guarded_environment("rollout"))
+def inject_fault(name: str, body: FaultRequest, state: StateDep, ctx: AuditDep) -> dict[str, Any]:
+    """Make the router inject latency, errors or aborts into one version's traffic (all zero: clear)."""
+    _check_environment(state, name)
+    observed = state.driver.observe(name)
+    desired = EnvironmentDesired.from_json(observed["desired"])
+    if body.version not in {v.version for v in desired.versions}:
+        running = ", ".join(v.version for v in desired.versions) or "nothing"
+        raise NotFound(
+            f"version {body.version} does not run in {name} (running: {running})",
+            hint="faults apply to a version the environment's router serves",
+        )
+    fault = FaultPolicy(body.latency_ms, body.error_rate, body.abort_rate)
+    cleared = fault == FaultPolicy()
+    versions = tuple(
+        replace(v, fault=None if cleared else fault) if v.version == body.version else v
+        for v in desired.versions
+    )
+    result = state.driver.apply(replace(desired, versions=versions))
+    with state.store.write() as session:
+        record(
+            session,
+            ctx,
+            "runtime.fault.clear" if cleared else "runtime.fault.inject",
+            now=state.clock.now(),
+            environment=name,
+            target=f"version:{body.version}",
+            details=body.model_dump(),
+        )
+    return {
+        "environment": name,
+        "version": body.version,
+        "fault": None if cleared else asdict(fault),
+        "router": result["router"],
+    }
