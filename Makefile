@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration lint typecheck lock clean docs
+.PHONY: demo test test-unit test-integration lint typecheck lock clean docs bench-router
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -48,3 +48,8 @@ docs: $(STAMP)
 	$(BIN)/python -m conveyor.api.reference > docs/reference/api.md
 	$(BIN)/python -m conveyor.spec.reference docs/reference/conveyor-yaml.md
 	$(BIN)/typer conveyor.cli.main utils docs --name conveyor --output docs/reference/cli.md
+
+# Router vs the app directly vs HAProxy, side by side; appends to benchmarks/RESULTS.md (~10 min).
+# Needs Debian's wrk and haproxy: apt-get install -y wrk haproxy
+bench-router: $(STAMP)
+	$(BIN)/python benchmarks/router/bench.py

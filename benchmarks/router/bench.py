@@ -329,9 +329,9 @@ def report(runs: list[Run], info: dict[str, str], command: str, args: argparse.N
         f" {args.warmup:g} s warm-up; proxy on CPU {PROXY_CPU}, wrk and upstreams on CPU {LOAD_CPU}.",
         f"- Paced: {args.rate} req/s over 20 connections (benchmarks/router/paced.lua),"
         f" {args.paced_duration:g} s per run, {args.repeats} interleaved repeats; medians shown, every p99"
-        f" listed; proxy first on its own CPU {PROXY_CPU}, then sharing CPU {LOAD_CPU} with wrk and the upstreams.",
+        f" listed; proxy on its own CPU {PROXY_CPU}, then sharing CPU {LOAD_CPU} with wrk and upstreams.",
         "- Upstreams: " + "; ".join(f"`{s}` = {SCENARIOS[s]}" for s in scenarios) + ".",
-        f"- Load average (1 min) of the machine before / after: {info['load_before']} / {os.getloadavg()[0]:.2f}"
+        f"- 1-minute load average before / after: {info['load_before']} / {os.getloadavg()[0]:.2f}"
         " (other work on the machine shows up as noise).",
         "",
         "| upstream | path | load | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | proxy CPU"

@@ -88,7 +88,8 @@ def start(
     pid_file, log_file, url_file = _files(settings, name)
     settings.home.mkdir(parents=True, exist_ok=True)
     if not port_free(host, port):
-        raise ClientError(f"{host}:{port} is already in use", hint="pick another port with --port")
+        flag = "--agent-port" if name == "agent" else "--port"
+        raise ClientError(f"{host}:{port} is already in use", hint=f"pick another port with {flag}")
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(settings.home),

@@ -712,7 +712,6 @@ class Router:
         self._random = (rng or random.Random()).random
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(6).hex().encode()
-        self._unrouted = metrics.series(environment, UNROUTED)
 
     @property
     def port(self) -> int:
@@ -933,7 +932,9 @@ class Router:
         ex.done = True
         series = ex.series
         if series is None:
-            self._unrouted.observe(status, time.perf_counter() - ex.started, upstream_error)
+            self.metrics.series(self.environment, UNROUTED).observe(
+                status, time.perf_counter() - ex.started, upstream_error
+            )
         else:
             series.observe(status, time.perf_counter() - ex.started, upstream_error)
             series.inflight -= 1
@@ -951,7 +952,7 @@ class Router:
         series = ex.series
         latency = time.perf_counter() - ex.started
         if series is None:
-            self._unrouted.observe(499, latency)
+            self.metrics.series(self.environment, UNROUTED).observe(499, latency)
         else:
             series.observe(499, latency)
             series.inflight -= 1
