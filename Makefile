@@ -49,7 +49,7 @@ docs: $(STAMP)
 	$(BIN)/python -m conveyor.spec.reference docs/reference/conveyor-yaml.md
 	$(BIN)/typer conveyor.cli.main utils docs --name conveyor --output docs/reference/cli.md
 
-# Router vs the app directly vs HAProxy, side by side; appends to benchmarks/RESULTS.md (~10 min).
+# Router vs the app directly vs HAProxy, side by side; appends to benchmarks/RESULTS.md (~7 min).
 # Needs Debian's wrk and haproxy: apt-get install -y wrk haproxy
 bench-router: $(STAMP)
 	$(BIN)/python benchmarks/router/bench.py

@@ -36,8 +36,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 STATIC_BODY = '{"version": "%s", "environment": "bench", "instance": "static", "path": "/"}'
 SCENARIOS = {
     "static": "HAProxy `http-request return` (C, faster than any proxy: measures proxy capacity)",
-    "example-app": "examples/app/app.py as shipped, one instance per version",
-    "example-app-nodelay": "the same app with TCP_NODELAY (benchmarks/router/app_nodelay.py)",
+    "example-app": "examples/app/app.py, one instance per version (Python threads: the app is the ceiling)",
 }
 PLACEMENTS = {"own CPU": PROXY_CPU, "shared CPU": LOAD_CPU}
 
@@ -164,13 +163,13 @@ def static_upstreams(procs: Processes, workdir: Path) -> tuple[int, int]:
     return v1, v2
 
 
-def example_apps(procs: Processes, script: Path) -> tuple[int, int]:
+def example_apps(procs: Processes) -> tuple[int, int]:
     """One example-app instance per version on the load CPU."""
     ports = []
     for version in ("v1", "v2"):
         port = free_port()
         env = {"PORT": str(port), "CONVEYOR_VERSION": version}
-        proc = procs.start([sys.executable, str(script)], LOAD_CPU, env)
+        proc = procs.start([sys.executable, str(APP)], LOAD_CPU, env)
         wait_http(port, proc, f"example app {version}")
         ports.append(port)
     return ports[0], ports[1]
@@ -414,7 +413,7 @@ def main() -> None:
             if scenario == "static":
                 v1, v2 = static_upstreams(procs, Path(tmp))
             else:
-                v1, v2 = example_apps(procs, APP if scenario == "example-app" else HERE / "app_nodelay.py")
+                v1, v2 = example_apps(procs)
             router_port, router = conveyor_router(procs, v1, v2)
             haproxy_port, haproxy = haproxy_split(procs, Path(tmp), v1, v2)
             print(
