@@ -86,6 +86,21 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _body(self) -> bytes:
+        """The request body, Content-Length or chunked (the rest of the connection depends on it)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
     def do_GET(self) -> None:
         if self.path == "/healthz":
             if FAULTS.fail_health:
@@ -99,8 +114,7 @@ class Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._body()
         if self.path == "/_fault":
             try:
                 changes = json.loads(raw or b"{}")
@@ -116,6 +130,8 @@ class Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        if self.command not in ("POST",):
+            self._body()  # a GET may carry a body too; leave the connection clean
         with FAULTS.lock:
             FAULTS.served += 1
             served, crash_after = FAULTS.served, FAULTS.crash_after
@@ -135,6 +151,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8080"))
+    ThreadingHTTPServer.request_queue_size = 128  # the default backlog of 5 drops bursts of connections
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     print(f"example app {VERSION} ({ENVIRONMENT}) listening on 127.0.0.1:{port}", flush=True)

@@ -220,7 +220,8 @@ class Agent:
         if environment not in self.desired:
             raise NotFound(f"environment '{environment}' runs nothing on this agent")
         versions = [v.version for v in self.desired[environment].versions]
-        versions += [v for v in self.metrics.versions(environment) if v not in versions]
+        # "" labels requests answered before a version was chosen (400, 413, 503): not a version
+        versions += [v for v in self.metrics.versions(environment) if v and v not in versions]
         return {v: asdict(self.metrics.window(environment, v, seconds)) for v in versions}
 
     def log_files(self, environment: str) -> list[tuple[str, Path]]:
