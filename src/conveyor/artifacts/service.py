@@ -6,20 +6,21 @@ import hashlib
 import json
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from conveyor.artifacts.provenance import Provenance, image_digest
 from conveyor.artifacts.versions import semver_problem
 from conveyor.audit.log import AuditContext, record
 from conveyor.clock import isoformat
 from conveyor.environments.service import latest_revision
 from conveyor.errors import Conflict, InvalidRequest, NotFound
 from conveyor.spec import Spec
-from conveyor.store.tables import Artifact
+from conveyor.store.tables import Artifact, Deployment
 
 MAX_BUNDLE_BYTES = 1 << 30
 
@@ -94,6 +95,81 @@ class Registration:
     created: bool
 
 
+def _existing(session: Session, service: str, version: str) -> Artifact | None:
+    return session.execute(
+        select(Artifact).where(Artifact.service == service, Artifact.version == version)
+    ).scalar_one_or_none()
+
+
+def _check_inputs(session: Session, service: str, version: str, provenance: Provenance) -> None:
+    problem = semver_problem(version)
+    if problem:
+        raise InvalidRequest(problem, hint="versions are SemVer so that promotion order is clear")
+    provenance.validate()
+    _require_service(session, service)
+
+
+def _same_build(existing: Artifact, digest: str, provenance: Provenance) -> bool:
+    """True for a repeated registration; Conflict when the version would change meaning."""
+    if existing.digest != digest:
+        raise Conflict(
+            f"{existing.service} {existing.version} is already registered with digest {existing.digest}; "
+            f"this build is {digest}",
+            hint="artifacts are immutable: give the new build a new version",
+        )
+    for field, given in (
+        ("source_commit", provenance.source_commit),
+        ("source_branch", provenance.source_branch),
+    ):
+        recorded = getattr(existing, field)
+        if given is not None and recorded is not None and given != recorded:
+            raise Conflict(
+                f"{existing.service} {existing.version} was registered with {field} {recorded}, not {given}",
+                hint="the same bytes cannot come from two different sources; check the CI job",
+            )
+    return True
+
+
+def _insert(
+    session: Session,
+    ctx: AuditContext,
+    *,
+    service: str,
+    version: str,
+    kind: str,
+    digest: str,
+    size: int,
+    provenance: Provenance,
+    image: str | None,
+    now: datetime,
+) -> Artifact:
+    artifact = Artifact(
+        service=service,
+        version=version,
+        digest=digest,
+        kind=kind,
+        size=size,
+        registered_at=isoformat(now),
+        registered_by=ctx.actor,
+        image=image,
+        source_commit=provenance.source_commit,
+        source_branch=provenance.source_branch,
+        build_url=provenance.build_url,
+        builder=provenance.builder,
+    )
+    session.add(artifact)
+    session.flush()
+    record(
+        session,
+        ctx,
+        "artifact.register",
+        now=now,
+        target=f"artifact:{service}@{version}",
+        details={"digest": digest, "kind": kind, "size": size, "image": image, **asdict(provenance)},
+    )
+    return artifact
+
+
 def register_bundle(
     session: Session,
     ctx: AuditContext,
@@ -102,53 +178,68 @@ def register_bundle(
     version: str,
     staged: StagedUpload,
     now: datetime,
+    provenance: Provenance | None = None,
 ) -> Registration:
-    """Register `staged` as SERVICE VERSION; idempotent for the same digest, 409 for another one."""
+    """Register `staged` as SERVICE VERSION; idempotent for the same build, 409 for another one."""
+    provenance = provenance or Provenance()
     try:
-        problem = semver_problem(version)
-        if problem:
-            raise InvalidRequest(problem, hint="versions are SemVer so that promotion order is clear")
-        _require_service(session, service)
+        _check_inputs(session, service, version, provenance)
         if staged.size == 0 or not tarfile.is_tarfile(staged.path):
             raise InvalidRequest(
                 "the upload is not a tar archive", hint="a bundle is a .tar.gz of the app's files"
             )
-        existing = session.execute(
-            select(Artifact).where(Artifact.service == service, Artifact.version == version)
-        ).scalar_one_or_none()
-        if existing is not None:
-            if existing.digest == staged.digest:
-                return Registration(existing, created=False)
-            raise Conflict(
-                f"{service} {version} is already registered with digest {existing.digest}; "
-                f"this bundle is {staged.digest}",
-                hint="artifacts are immutable: give the new build a new version",
-            )
+        existing = _existing(session, service, version)
+        if existing is not None and _same_build(existing, staged.digest, provenance):
+            return Registration(existing, created=False)
         target = blob_path(root, staged.digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged.path, target)  # same content under the same name: replacing is harmless
-        artifact = Artifact(
-            service=service,
-            version=version,
-            digest=staged.digest,
-            kind="bundle",
-            size=staged.size,
-            registered_at=isoformat(now),
-            registered_by=ctx.actor,
-        )
-        session.add(artifact)
-        session.flush()
-        record(
+        artifact = _insert(
             session,
             ctx,
-            "artifact.register",
+            service=service,
+            version=version,
+            kind="bundle",
+            digest=staged.digest,
+            size=staged.size,
+            provenance=provenance,
+            image=None,
             now=now,
-            target=f"artifact:{service}@{version}",
-            details={"digest": staged.digest, "size": staged.size, "kind": "bundle"},
         )
         return Registration(artifact, created=True)
     finally:
         staged.path.unlink(missing_ok=True)
+
+
+def register_image(
+    session: Session,
+    ctx: AuditContext,
+    service: str,
+    version: str,
+    image: str,
+    now: datetime,
+    provenance: Provenance | None = None,
+) -> Registration:
+    """Register an OCI image pinned by digest as SERVICE VERSION (the bytes stay in the registry)."""
+    provenance = provenance or Provenance()
+    digest = image_digest(image)
+    _check_inputs(session, service, version, provenance)
+    existing = _existing(session, service, version)
+    if existing is not None and _same_build(existing, digest, provenance):
+        return Registration(existing, created=False)
+    artifact = _insert(
+        session,
+        ctx,
+        service=service,
+        version=version,
+        kind="oci",
+        digest=digest,
+        size=0,
+        provenance=provenance,
+        image=image,
+        now=now,
+    )
+    return Registration(artifact, created=True)
 
 
 def get_artifact(session: Session, service: str, version: str) -> Artifact:
@@ -172,3 +263,16 @@ def list_artifacts(session: Session, service: str | None = None) -> list[Artifac
     if service:
         query = query.where(Artifact.service == service)
     return list(session.execute(query).scalars())
+
+
+def deployed_in(session: Session, artifact: Artifact) -> list[str]:
+    """Environments whose latest applied deployment of the service is this artifact."""
+    latest: dict[str, Deployment] = {}
+    rows = session.execute(
+        select(Deployment)
+        .where(Deployment.service == artifact.service, Deployment.state == "applied")
+        .order_by(Deployment.id)
+    ).scalars()
+    for row in rows:
+        latest[row.environment] = row
+    return sorted(env for env, row in latest.items() if row.digest == artifact.digest)

@@ -68,6 +68,11 @@ def begin(
     spec = current_spec(session)
     check_environment_action(spec, principal, environment, "deploy")
     artifact = get_artifact(session, service, version)
+    if artifact.kind != "bundle":
+        raise InvalidRequest(
+            f"{service} {version} is an OCI image ({artifact.image}); the local runtime runs bundles",
+            hint="register a .tar.gz bundle for local environments, or use the Kubernetes runtime",
+        )
     desired = recreate(
         spec, environment, service, version, artifact.digest, str(blob_path(artifacts_root, artifact.digest))
     )

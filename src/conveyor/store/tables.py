@@ -114,6 +114,11 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     registered_at: Mapped[str] = mapped_column(String(32))
     registered_by: Mapped[str] = mapped_column(String(64))
+    image: Mapped[str | None] = mapped_column(String(512), default=None)  # OCI reference, by digest
+    source_commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    source_branch: Mapped[str | None] = mapped_column(String(255), default=None)
+    build_url: Mapped[str | None] = mapped_column(String(1024), default=None)
+    builder: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class Deployment(Base):
