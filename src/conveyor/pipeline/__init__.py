@@ -1,0 +1,1 @@
+"""Promotions: pipeline order, gates, approvals and windows."""
