@@ -121,7 +121,7 @@ class Agent:
         """Stop everything of an environment and forget it."""
         async with self._lock:
             if self.desired.pop(environment, None) is None:
-                raise NotFound(f"environment '{environment}' runs nothing on this agent")
+                raise _nothing_runs(environment)
             self._save()
             await self._reconcile()
 
@@ -188,7 +188,7 @@ class Agent:
         """Desired and actual state: instances, router port and weights, errors."""
         names = [environment] if environment else list(self.desired)
         if environment and environment not in self.desired:
-            raise NotFound(f"environment '{environment}' runs nothing on this agent")
+            raise _nothing_runs(environment)
         instances = self.supervisor.instances()
         result: dict[str, Any] = {}
         for name in names:
@@ -218,7 +218,7 @@ class Agent:
     def window(self, environment: str, seconds: float) -> dict[str, Any]:
         """Per-version statistics over the last `seconds`."""
         if environment not in self.desired:
-            raise NotFound(f"environment '{environment}' runs nothing on this agent")
+            raise _nothing_runs(environment)
         versions = [v.version for v in self.desired[environment].versions]
         # "" labels requests answered before a version was chosen (400, 413, 503): not a version
         versions += [v for v in self.metrics.versions(environment) if v and v not in versions]
@@ -227,7 +227,7 @@ class Agent:
     def log_files(self, environment: str) -> list[tuple[str, Path]]:
         """(label, path) of each instance's log file in an environment."""
         if environment not in self.desired:
-            raise NotFound(f"environment '{environment}' runs nothing on this agent")
+            raise _nothing_runs(environment)
         files: list[tuple[str, Path]] = []
         base = self.state_dir / "logs" / environment
         for path in sorted(base.glob("*.log")):
@@ -238,3 +238,10 @@ class Agent:
 def _instance_json(status: Any) -> dict[str, Any]:
     data = asdict(status) if hasattr(status, "__dataclass_fields__") else dict(vars(status))
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+def _nothing_runs(environment: str) -> NotFound:
+    return NotFound(
+        f"environment '{environment}' runs nothing on this agent",
+        hint=f"deploy something first: conveyor deploy SERVICE VERSION --env {environment}",
+    )
