@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import typer
 
 from conveyor.cli.common import api
-from conveyor.cli.output import Output, OutputOption, console, print_json, print_table
+from conveyor.cli.output import Output, OutputOption, console, print_json, print_table, short_time
 from conveyor.errors import ClientError
 
 
@@ -32,6 +33,78 @@ def deploy(
             result["ready"] = _wait_ready(client, env, version, wait, quiet=output is Output.json)
     if output is Output.json:
         print_json(result)
+
+
+def _replay(ctx: typer.Context, env: str, kind: str, wait: float, output: Output) -> None:
+    with api(ctx) as client:
+        result = client.post(f"/api/v1/environments/{env}/{kind}")
+        if output is Output.table:
+            console.print(
+                f"deployment {result['id']} ({kind}): {result['service']} {result['version']} → {env}"
+            )
+        if wait > 0:
+            result["ready"] = _wait_ready(client, env, result["version"], wait, quiet=output is Output.json)
+    if output is Output.json:
+        print_json(result)
+
+
+def rollback(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help="environment"),
+    wait: float = typer.Option(120.0, "--wait", help="seconds to wait for readiness (0: do not wait)"),
+    output: Output = OutputOption,
+) -> None:
+    """Return an environment to its previous release (same artifact and configuration)."""
+    _replay(ctx, env, "rollback", wait, output)
+
+
+def redeploy(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help="environment"),
+    wait: float = typer.Option(120.0, "--wait", help="seconds to wait for readiness (0: do not wait)"),
+    output: Output = OutputOption,
+) -> None:
+    """Apply the environment's current release again, exactly as it was."""
+    _replay(ctx, env, "redeploy", wait, output)
+
+
+def history(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help="environment"),
+    limit: int = typer.Option(20, "--limit", min=1, max=500),
+    output: Output = OutputOption,
+) -> None:
+    """Releases of an environment: what, who, when, how long, outcome."""
+    with api(ctx) as client:
+        rows = client.get(f"/api/v1/environments/{env}/history", params={"limit": limit})
+    if output is Output.json:
+        print_json(rows)
+        return
+    print_table(
+        f"Releases of {env}",
+        ["#", "kind", "service", "version", "config", "by", "at", "took", "outcome"],
+        (
+            [
+                r["id"],
+                r["kind"],
+                r["service"],
+                r["version"],
+                r["config_sha256"][:8],
+                r["created_by"],
+                short_time(r["created_at"]),
+                _took(r["created_at"], r["finished_at"]),
+                r["state"] + (f": {r['error']}" if r["error"] else ""),
+            ]
+            for r in rows
+        ),
+    )
+
+
+def _took(start: str, end: str | None) -> str:
+    if not end:
+        return "—"
+    seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    return f"{seconds:.1f}s"
 
 
 def _wait_ready(client: Any, env: str, version: str, timeout: float, quiet: bool) -> bool:
@@ -203,3 +276,6 @@ def register(app: typer.Typer) -> None:
     app.command("logs")(logs)
     app.command("traffic")(traffic)
     app.command("fault")(fault)
+    app.command("rollback")(rollback)
+    app.command("redeploy")(redeploy)
+    app.command("history")(history)

@@ -53,6 +53,42 @@ class PlannedDeployment:
     desired: EnvironmentDesired
 
 
+def _record(
+    session: Session,
+    ctx: AuditContext,
+    desired: EnvironmentDesired,
+    digest: str,
+    version: str,
+    kind: str,
+    now: datetime,
+) -> PlannedDeployment:
+    row = Deployment(
+        environment=desired.environment,
+        service=desired.service,
+        version=version,
+        digest=digest,
+        strategy="recreate",
+        config_sha256=config_sha256(desired.env),
+        created_at=isoformat(now),
+        created_by=ctx.actor,
+        state="applying",
+        kind=kind,
+        desired=json.dumps(desired.to_json(), sort_keys=True),
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        ctx,
+        f"{kind}.start",
+        now=now,
+        environment=desired.environment,
+        target=f"artifact:{desired.service}@{version}",
+        details={"deployment": row.id, "digest": digest, "strategy": "recreate"},
+    )
+    return PlannedDeployment(row.id, desired)
+
+
 def begin(
     session: Session,
     ctx: AuditContext,
@@ -76,29 +112,49 @@ def begin(
     desired = recreate(
         spec, environment, service, version, artifact.digest, str(blob_path(artifacts_root, artifact.digest))
     )
-    row = Deployment(
-        environment=environment,
-        service=service,
-        version=version,
-        digest=artifact.digest,
-        strategy="recreate",
-        config_sha256=config_sha256(desired.env),
-        created_at=isoformat(now),
-        created_by=ctx.actor,
-        state="applying",
+    return _record(session, ctx, desired, artifact.digest, version, "deploy", now)
+
+
+def _applied(session: Session, environment: str) -> list[Deployment]:
+    query = (
+        select(Deployment)
+        .where(Deployment.environment == environment, Deployment.state == "applied")
+        .order_by(Deployment.id.desc())
     )
-    session.add(row)
-    session.flush()
-    record(
-        session,
-        ctx,
-        "deploy.start",
-        now=now,
-        environment=environment,
-        target=f"artifact:{service}@{version}",
-        details={"deployment": row.id, "digest": artifact.digest, "strategy": "recreate"},
-    )
-    return PlannedDeployment(row.id, desired)
+    return list(session.execute(query).scalars())
+
+
+def replay(
+    session: Session, ctx: AuditContext, principal: Principal, environment: str, kind: str, now: datetime
+) -> PlannedDeployment:
+    """Rollback (the previous release) or redeploy (the current one), same artifact and config."""
+    get_environment(session, environment)
+    check_environment_action(current_spec(session), principal, environment, "deploy")
+    applied = _applied(session, environment)
+    if not applied:
+        raise InvalidRequest(
+            f"nothing has been deployed to {environment} yet",
+            hint=f"deploy first: conveyor deploy SERVICE VERSION --env {environment}",
+        )
+    current = applied[0]
+    source: Deployment | None = current
+    if kind == "rollback":
+        # the previous release is the last applied one that differs in artifact or configuration
+        release = (current.digest, current.config_sha256)
+        source = next((d for d in applied[1:] if (d.digest, d.config_sha256) != release), None)
+    if source is None:
+        raise InvalidRequest(
+            f"{environment} has no earlier release to roll back to (it only ever ran "
+            f"{current.service} {current.version} with this configuration)",
+            hint=f"see `conveyor history {environment}`",
+        )
+    if source.desired is None:
+        raise InvalidRequest(
+            f"deployment {source.id} predates release snapshots and cannot be replayed",
+            hint="deploy the version you want explicitly with `conveyor deploy`",
+        )
+    desired = EnvironmentDesired.from_json(json.loads(source.desired))
+    return _record(session, ctx, desired, source.digest, source.version, kind, now)
 
 
 def finish(
@@ -108,10 +164,12 @@ def finish(
     row = session.get(Deployment, deployment_id)
     assert row is not None
     row.state = "failed" if error else "applied"
+    row.finished_at = isoformat(now)
+    row.error = error
     record(
         session,
         ctx,
-        "deploy.finish",
+        f"{row.kind}.finish",
         now=now,
         environment=row.environment,
         target=f"artifact:{row.service}@{row.version}",

@@ -136,3 +136,7 @@ class Deployment(Base):
     created_at: Mapped[str] = mapped_column(String(32))
     created_by: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="deploy")  # deploy | rollback | redeploy
+    desired: Mapped[str | None] = mapped_column(Text, default=None)  # the exact desired state applied
+    finished_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

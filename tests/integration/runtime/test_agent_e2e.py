@@ -161,3 +161,42 @@ def test_a_tampered_bundle_is_refused_and_nothing_changes(server: Server, tmp_pa
     with server.admin() as http:
         events = http.get("/api/v1/audit/events", params={"action": "deploy.finish"}).json()
     assert events[0]["outcome"] == "failure" and "digest" in events[0]["details"]["error"]
+
+
+def test_rollback_and_redeploy_replay_exact_releases(server: Server, tmp_path: Path) -> None:
+    port = free_port()
+    (server.home.parent / "conveyor.yaml").write_text(_spec(port))
+    server.cli("apply", "--yes", check=True)
+    nothing = server.cli("rollback", "development")
+    assert nothing.returncode == 1 and "nothing has been deployed to development yet" in nothing.stderr
+    server.cli("artifact", "register", "web", "1.0.0", "--bundle", str(_bundle(tmp_path, "r1")), check=True)
+    server.cli("artifact", "register", "web", "1.1.0", "--bundle", str(_bundle(tmp_path, "r2")), check=True)
+    server.cli("deploy", "web", "1.0.0", "--env", "development", check=True)
+    only_one = server.cli("rollback", "development")
+    assert only_one.returncode == 1 and "no earlier release to roll back to" in only_one.stderr
+
+    server.cli("deploy", "web", "1.1.0", "--env", "development", check=True)
+    assert _version(port) == "1.1.0"
+    rolled = server.cli("rollback", "development", check=True)
+    assert (
+        "(rollback): web 1.0.0 → development" in rolled.stdout and "is live in development" in rolled.stdout
+    )
+    assert _version(port) == "1.0.0"
+    server.cli("redeploy", "development", check=True)
+    assert _version(port) == "1.0.0"
+
+    history = json.loads(server.cli("history", "development", "-o", "json", check=True).stdout)
+    assert [(h["kind"], h["version"], h["state"]) for h in history] == [
+        ("redeploy", "1.0.0", "applied"),
+        ("rollback", "1.0.0", "applied"),
+        ("deploy", "1.1.0", "applied"),
+        ("deploy", "1.0.0", "applied"),
+    ]
+    assert len({h["config_sha256"] for h in history}) == 1 and all(h["finished_at"] for h in history)
+    table = server.cli("history", "development", check=True).stdout
+    assert "rollback" in table and "applied" in table
+    with server.admin() as http:
+        actions = [
+            e["action"] for e in http.get("/api/v1/audit/events", params={"action": "rollback.*"}).json()
+        ]
+    assert actions == ["rollback.finish", "rollback.start"]

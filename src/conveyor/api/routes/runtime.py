@@ -16,6 +16,7 @@ from conveyor.deployments import service as deployments
 from conveyor.environments.service import get_environment
 from conveyor.errors import ConveyorError, NotFound
 from conveyor.runtime.desired import EnvironmentDesired, FaultPolicy
+from conveyor.store.tables import Deployment
 
 router = APIRouter(tags=["runtime"])
 
@@ -24,6 +25,24 @@ class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service: str = Field(min_length=1, max_length=64)
     version: str = Field(min_length=1, max_length=128)
+
+
+def _apply(state: StateDep, ctx: AuditDep, planned: deployments.PlannedDeployment) -> dict[str, Any]:
+    """Hand the recorded deployment to the runtime, then record how it went."""
+    error: ConveyorError | None = None
+    runtime: dict[str, Any] = {}
+    try:
+        runtime = state.driver.apply(planned.desired)
+    except ConveyorError as exc:
+        error = exc
+    with state.store.write() as session:
+        row = deployments.finish(
+            session, ctx, planned.deployment_id, error.detail if error else None, state.clock.now()
+        )
+        summary = _deployment_json(row)
+    if error is not None:
+        raise error
+    return {**summary, "deployment": summary["id"], "runtime": runtime}
 
 
 @router.post("/api/v1/environments/{name}/deploy", **guarded_environment("deploy"))
@@ -36,24 +55,47 @@ def deploy(
         planned = deployments.begin(
             session, ctx, principal, root, name, body.service, body.version, state.clock.now()
         )
-    error: ConveyorError | None = None
-    runtime: dict[str, Any] = {}
-    try:
-        runtime = state.driver.apply(planned.desired)
-    except ConveyorError as exc:
-        error = exc
+    return _apply(state, ctx, planned)
+
+
+@router.post("/api/v1/environments/{name}/rollback", **guarded_environment("deploy"))
+def rollback(name: str, state: StateDep, principal: PrincipalDep, ctx: AuditDep) -> dict[str, Any]:
+    """Return the environment to its previous release: the same artifact and configuration snapshot."""
     with state.store.write() as session:
-        deployments.finish(
-            session, ctx, planned.deployment_id, error.detail if error else None, state.clock.now()
-        )
-    if error is not None:
-        raise error
+        planned = deployments.replay(session, ctx, principal, name, "rollback", state.clock.now())
+    return _apply(state, ctx, planned)
+
+
+@router.post("/api/v1/environments/{name}/redeploy", **guarded_environment("deploy"))
+def redeploy(name: str, state: StateDep, principal: PrincipalDep, ctx: AuditDep) -> dict[str, Any]:
+    """Apply the current release again, exactly as it was."""
+    with state.store.write() as session:
+        planned = deployments.replay(session, ctx, principal, name, "redeploy", state.clock.now())
+    return _apply(state, ctx, planned)
+
+
+@router.get("/api/v1/environments/{name}/history", **guarded("runtime:read"))
+def history(name: str, state: StateDep, limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
+    """Releases of the environment, newest first: what, who, when, how long, outcome."""
+    _check_environment(state, name)
+    with state.store.read() as session:
+        return [_deployment_json(d) for d in deployments.history(session, name, limit)]
+
+
+def _deployment_json(row: Deployment) -> dict[str, Any]:
     return {
-        "deployment": planned.deployment_id,
-        "environment": name,
-        "service": body.service,
-        "version": body.version,
-        "runtime": runtime,
+        "id": row.id,
+        "environment": row.environment,
+        "kind": row.kind,
+        "service": row.service,
+        "version": row.version,
+        "digest": row.digest,
+        "config_sha256": row.config_sha256,
+        "state": row.state,
+        "created_at": row.created_at,
+        "created_by": row.created_by,
+        "finished_at": row.finished_at,
+        "error": row.error,
     }
 
 
@@ -73,17 +115,7 @@ def observe(name: str, state: StateDep) -> dict[str, Any]:
     """Instances, health, restarts and routes of one environment, with its recent deployments."""
     _check_environment(state, name)
     with state.store.read() as session:
-        recent = [
-            {
-                "id": d.id,
-                "service": d.service,
-                "version": d.version,
-                "state": d.state,
-                "created_at": d.created_at,
-                "created_by": d.created_by,
-            }
-            for d in deployments.history(session, name, 10)
-        ]
+        recent = [_deployment_json(d) for d in deployments.history(session, name, 10)]
     return {"observed": state.driver.observe(name), "deployments": recent}
 
 
