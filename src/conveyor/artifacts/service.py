@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tarfile
 from dataclasses import asdict, dataclass
@@ -17,9 +16,8 @@ from conveyor.artifacts.provenance import Provenance, image_digest
 from conveyor.artifacts.versions import semver_problem
 from conveyor.audit.log import AuditContext, record
 from conveyor.clock import isoformat
-from conveyor.environments.service import latest_revision
+from conveyor.environments.service import applied_spec
 from conveyor.errors import Conflict, InvalidRequest, NotFound
-from conveyor.spec import Spec
 from conveyor.store.tables import Artifact, Deployment
 
 MAX_BUNDLE_BYTES = 1 << 30
@@ -72,13 +70,12 @@ def blob_path(root: Path, digest: str) -> Path:
 
 
 def _require_service(session: Session, service: str) -> None:
-    latest = latest_revision(session)
-    if latest is None:
+    spec = applied_spec(session)
+    if spec is None:
         raise InvalidRequest(
             f"service '{service}' is unknown: no conveyor.yaml has been applied",
             hint="declare the service under `services:` and run `conveyor apply`",
         )
-    spec = Spec.from_document(json.loads(latest.document))
     if service not in spec.services:
         known = ", ".join(spec.services) or "none"
         raise NotFound(

@@ -16,7 +16,7 @@ from conveyor.auth.permissions import may_act_on_environment
 from conveyor.auth.service import Principal
 from conveyor.clock import isoformat
 from conveyor.deployments.desired import config_sha256, recreate
-from conveyor.environments.service import get_environment, latest_revision
+from conveyor.environments.service import applied_spec, get_environment
 from conveyor.errors import Forbidden, InvalidRequest
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.spec import Spec
@@ -25,10 +25,10 @@ from conveyor.store.tables import Deployment
 
 def current_spec(session: Session) -> Spec:
     """The applied spec (InvalidRequest before the first apply)."""
-    latest = latest_revision(session)
-    if latest is None:
+    spec = applied_spec(session)
+    if spec is None:
         raise InvalidRequest("no conveyor.yaml has been applied yet", hint="run `conveyor apply` first")
-    return Spec.from_document(json.loads(latest.document))
+    return spec
 
 
 def check_environment_action(spec: Spec, principal: Principal, environment: str, action: str) -> None:

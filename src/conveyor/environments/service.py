@@ -265,12 +265,34 @@ def get_environment(session: Session, name: str) -> Environment:
     return row
 
 
+# the newest applied spec, parsed once per revision: every request's permission check needs it
+_parsed: dict[str, Spec] = {}
+
+
+def applied_spec(session: Session) -> Spec | None:
+    """The newest applied spec, or None before the first apply (parsed once per revision)."""
+    head = session.execute(
+        select(SpecRevision.number, SpecRevision.document_sha256)
+        .order_by(SpecRevision.number.desc())
+        .limit(1)
+    ).first()
+    if head is None:
+        return None
+    spec = _parsed.get(head.document_sha256)
+    if spec is None:
+        document = session.execute(
+            select(SpecRevision.document).where(SpecRevision.number == head.number)
+        ).scalar_one()
+        spec = Spec.from_document(json.loads(document))
+        _parsed.clear()  # only the newest revision is ever asked for
+        _parsed[head.document_sha256] = spec
+    return spec
+
+
 def current_role_table(session: Session) -> dict[str, frozenset[str]]:
     """Roles and their global permissions under the newest applied spec (built-ins before any apply)."""
-    latest = latest_revision(session)
-    if latest is None:
-        return role_permissions()
-    return Spec.from_document(json.loads(latest.document)).role_table()
+    spec = applied_spec(session)
+    return role_permissions() if spec is None else spec.role_table()
 
 
 def revision_count(session: Session) -> int:
