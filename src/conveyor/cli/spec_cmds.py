@@ -18,11 +18,13 @@ spec_app = typer.Typer(help="Applied spec revisions: history, diff, show.", no_a
 FileArg = typer.Argument(Path("conveyor.yaml"), help="the conveyor.yaml to read")
 
 
-def _load(path: Path) -> None:
-    """Validate locally first: precise FILE:LINE:COL errors without a round trip to the server."""
-    from conveyor.spec import load_spec_file
+def _read_valid(path: Path) -> str:
+    """The file's text, validated locally first: FILE:LINE:COL errors without a round trip."""
+    from conveyor.spec import load_spec_text
 
-    load_spec_file(path)
+    source = _read(path)
+    load_spec_text(source, str(path))
+    return source
 
 
 def _read(path: Path) -> str:
@@ -142,8 +144,7 @@ def _print_change(change: dict[str, Any], indent: str) -> None:
 
 def plan(ctx: typer.Context, file: Path = FileArg, output: Output = OutputOption) -> None:
     """Show what `apply` would change in the server's state, field by field."""
-    source = _read(file)
-    _load(file)
+    source = _read_valid(file)
     with api(ctx) as client:
         result = client.post("/api/v1/spec/plan", json={"source": source, "filename": str(file)})
     if output is Output.json:
@@ -160,8 +161,7 @@ def apply(
     output: Output = OutputOption,
 ) -> None:
     """Apply conveyor.yaml as one new spec revision (shows the plan and asks first)."""
-    source = _read(file)
-    _load(file)
+    source = _read_valid(file)
     with api(ctx) as client:
         planned = client.post("/api/v1/spec/plan", json={"source": source, "filename": str(file)})
         if planned["empty"]:
