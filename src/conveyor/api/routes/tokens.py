@@ -10,7 +10,7 @@ from conveyor.api.deps import AuditDep, PrincipalDep, StateDep, caller_may, guar
 from conveyor.api.schemas import TokenCreate, TokenIssued, TokenPublic
 from conveyor.auth import service as auth
 from conveyor.errors import Forbidden
-from conveyor.store.tables import Token
+from conveyor.store.tables import Token, User
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
@@ -72,5 +72,6 @@ def revoke_token(token_id: str, state: StateDep, principal: PrincipalDep, ctx: A
     may_all = caller_may(state, principal, "tokens:manage")
     with state.store.write() as session:
         token = auth.revoke_token(session, ctx, token_id, principal, may_all, state.clock.now())
-        owner = next(n for t, n in auth.list_tokens(session, None) if t.id == token.id)
-        return _public(token, owner)
+        owner = session.get(User, token.user_id)
+        assert owner is not None  # tokens.user_id is a foreign key
+        return _public(token, owner.name)
