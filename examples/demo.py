@@ -1,11 +1,13 @@
 """`make demo`: the journey Conveyor supports today, run for real in ./.demo with the real CLI.
 
 init → validate (and a broken file) → up → plan → apply → change → plan/apply/diff → users, roles,
-tokens → a denied action → status → audit list / verify / export → down.
+tokens → a denied action → status → deploy to development → a main build promoted to staging by
+itself through gates → production with two approvals → audit list / verify / export → down.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,9 +15,13 @@ import socket
 import subprocess
 import sys
 import tarfile
+import time
+import unittest
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
@@ -123,6 +129,7 @@ def journey(spec: Path, text: str) -> None:
     run("status")
 
     ship()
+    promote(rita)
 
     step("The audit trail: who did what, from where; the hash chain verifies")
     run("audit", "list", "--limit", "12")
@@ -134,8 +141,10 @@ def journey(spec: Path, text: str) -> None:
 def bundle(version: str) -> Path:
     """Package the example app as a .tar.gz bundle, as CI would once per build."""
     path = WORK / f"web-{version}.tar.gz"
+    (WORK / "VERSION").write_text(version + "\n")  # every build differs, as a real one would
     with tarfile.open(path, "w:gz") as tar:
         tar.add(ROOT / "examples/app/app.py", arcname="app.py")
+        tar.add(WORK / "VERSION", arcname="VERSION")
     return path
 
 
@@ -170,6 +179,124 @@ def ship() -> None:
     run("deploy", "web", "1.1.0", "--env", "development")
     answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
     print(f"$ curl http://127.0.0.1:{port}/\n{answer.text}")
+
+
+def demo_pipeline(spec: Path) -> None:
+    """The gates this Conveyor runs today; load, chaos, SLO and migration gates come later."""
+    yaml = YAML()
+    doc = yaml.load(spec)
+    staging, production = doc["environments"]["staging"], doc["environments"]["production"]
+    doc["environments"]["qa"]["promotion"]["gates"] = [
+        {"type": "command", "name": "unit-tests", "run": "python3 checks/test_app.py"},
+    ]
+    staging["promotion"]["gates"] = [
+        {"type": "command", "name": "unit-tests", "run": "python3 checks/test_app.py"},
+        {"type": "scan", "fail_on": "high", "reports": ["sast"]},
+        {"type": "tests", "reports": ["unit"]},
+        {
+            "type": "command",
+            "name": "integration",
+            "when": "after",
+            "run": "python3 checks/check_deployed.py",
+        },
+        {"type": "smoke"},
+    ]
+    production["promotion"]["gates"] = [{"type": "previous-stage"}, {"type": "smoke"}, {"type": "window"}]
+    production["windows"]["allow"] = []  # the demo may run on any day; freezes would still hold it
+    yaml.dump(doc, spec)
+
+
+def junit_report(path: Path) -> None:
+    """Run the example app's unit tests as CI would, and write their JUnit XML report."""
+    sys.path.insert(0, str(ROOT / "examples/app"))
+    import test_app
+
+    suite = unittest.defaultTestLoader.loadTestsFromModule(test_app)
+    cases = _flatten(suite)  # a suite forgets its tests once it has run them
+    result = unittest.TestResult()
+    started = time.monotonic()
+    suite.run(result)
+    took = time.monotonic() - started
+    failed = {id(t) for t, _ in result.failures + result.errors}
+    counts = {"tests": result.testsRun, "failures": len(result.failures), "errors": len(result.errors)}
+    xml = ET.Element(
+        "testsuite", name="example-app", time=f"{took:.3f}", **{k: str(v) for k, v in counts.items()}
+    )
+    for case in cases:
+        node = ET.SubElement(xml, "testcase", classname=type(case).__name__, name=case._testMethodName)
+        if id(case) in failed:
+            ET.SubElement(node, "failure", message="failed")
+    ET.ElementTree(xml).write(path, encoding="utf-8", xml_declaration=True)
+    summary = ", ".join(f"{value} {key}" for key, value in counts.items())
+    print(f"unit tests: {summary} → {path.name}")
+
+
+def _flatten(suite: unittest.TestSuite) -> list[unittest.TestCase]:
+    cases: list[unittest.TestCase] = []
+    for item in suite:
+        cases += _flatten(item) if isinstance(item, unittest.TestSuite) else [item]  # type: ignore[list-item]
+    return cases
+
+
+def newest_promotion(env: str) -> str:
+    """The id of the newest promotion into `env` (read quietly, as a script would)."""
+    proc = subprocess.run(
+        [*CONVEYOR, "promotion", "list", "--env", env, "--limit", "1", "-o", "json"],
+        cwd=WORK,
+        env={**os.environ, "CONVEYOR_HOME": str(WORK / ".conveyor")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return str(json.loads(proc.stdout)[0]["id"])
+
+
+def promote(rita: str) -> None:
+    """Build once, promote many: main → staging through gates by itself, production after two approvals."""
+    spec = WORK / "conveyor.yaml"
+    port = int(YAML().load(spec)["environments"]["production"]["router"]["port"])
+
+    step("The gates: staging tests, scans and checks the deployed build; production needs two approvals")
+    demo_pipeline(spec)
+    run("plan")
+    run("apply", "--yes", "--message", "the gates this demo runs", token=rita)
+    sam = token_in(run("user", "add", "sam", "--role", "release-manager"))
+    lee = token_in(run("user", "add", "lee", "--role", "release-manager"))
+
+    step("CI builds 1.2.0 from main once: unit tests, a scan report, then one registration with provenance")
+    checks = WORK / "checks"
+    checks.mkdir()
+    for name in ("app.py", "test_app.py", "check_deployed.py"):
+        shutil.copy(ROOT / "examples/app" / name, checks / name)
+    junit_report(WORK / "unit.xml")
+    shutil.copy(ROOT / "examples/reports/web-sast.sarif", WORK / "sast.sarif")
+    bundle("1.2.0")
+    run(
+        "artifact", "register", "web", "1.2.0", "--bundle", "web-1.2.0.tar.gz",
+        "--branch", "main", "--commit", "9f3c2e1a7b", "--build-url", "https://ci.example.com/shop/runs/1042",
+        "--sarif", "sast=sast.sarif", "--junit", "unit=unit.xml",
+    )  # fmt: skip
+
+    step("main builds reach staging by themselves: gates before the deployment, checks after it")
+    staging = newest_promotion("staging")
+    run("promotion", "wait", staging, "--timeout", "180")
+    run("promotion", "show", staging)
+
+    step("Production: a release manager asks; the requester never counts as a reviewer")
+    run("promote", "web", "1.2.0", "--to", "production", "--wait", "60", token=rita)
+    production = newest_promotion("production")
+    run("explain", production)
+    run("approve", production, token=rita, expect=1)
+
+    step("Two other release managers approve this exact release (artifact digest + configuration)")
+    run("approve", production, "--comment", "staging gauntlet is green", token=sam)
+    run("approve", production, "--comment", "rollback plan checked", token=lee)
+    run("promotion", "wait", production, "--timeout", "180")
+    answer = httpx.get(f"http://127.0.0.1:{port}/version", timeout=5)
+    print(f"$ curl http://127.0.0.1:{port}/version\n{answer.text}")
+    run("history", "production")
+    run("artifact", "show", "web", "1.2.0")
+    run("promotion", "list")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +57,27 @@ def test_no_route_answers_without_a_valid_token(server: Server) -> None:
                 assert response.json()["status"] == 401
 
 
+def _tiny_bundle() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        data = b"print('hello')\n"
+        info = tarfile.TarInfo("app.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def test_a_missing_permission_is_a_403_naming_it(server: Server) -> None:
     with server.admin() as http:
         assert http.post("/api/v1/spec/apply", json={"source": render_init("shop")}).status_code == 200
         viewer = http.post("/api/v1/users", json={"name": "vera", "role": "viewer"}).json()["token"]["token"]
+        # a build of main starts promotion 1, so the promotion routes have something to guard
+        registered = http.post(
+            "/api/v1/artifacts",
+            params={"service": "web", "version": "1.0.0", "branch": "main"},
+            content=_tiny_bundle(),
+        )
+        assert registered.json()["auto_promotions"][0]["promotion"] == 1, registered.text
     granted = DEFAULT_ROLE_PERMISSIONS["viewer"]
     denied = 0
     with server.http(viewer) as http:

@@ -15,11 +15,22 @@ from conveyor import __version__
 from conveyor.api import errors
 from conveyor.api.context import RequestIdMiddleware
 from conveyor.api.deps import AppState, guarded
-from conveyor.api.routes import artifacts, audit, environments, runtime, spec, system, tokens, users
+from conveyor.api.routes import (
+    artifacts,
+    audit,
+    environments,
+    promotions,
+    runtime,
+    spec,
+    system,
+    tokens,
+    users,
+)
 from conveyor.auth.service import bootstrap_admin
 from conveyor.clock import Clock, SystemClock, isoformat
 from conveyor.credentials import write_credentials
 from conveyor.errors import Conflict
+from conveyor.pipeline.engine import Engine
 from conveyor.runtime.driver import RuntimeDriver
 from conveyor.runtime.local.client import LocalDriver
 from conveyor.settings import Settings
@@ -71,10 +82,16 @@ def create_app(
         driver or LocalDriver.for_home(settings.home),
     )
     bootstrap(state, public_url)
+    if os.environ.get("CONVEYOR_ENGINE", "on") != "off":
+        state.engine = Engine(store, clock, state.driver, settings.home)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if state.engine is not None:
+            state.engine.start()
         yield
+        if state.engine is not None:
+            state.engine.stop()
         store.dispose()
 
     app = FastAPI(
@@ -88,7 +105,7 @@ def create_app(
     )
     app.state.conveyor = state
     errors.install(app)
-    for module in (system, spec, environments, artifacts, runtime, users, tokens, audit):
+    for module in (system, spec, environments, artifacts, promotions, runtime, users, tokens, audit):
         app.include_router(module.router)
 
     @app.get("/openapi.json", tags=["system"], include_in_schema=True, **guarded("status:read"))

@@ -15,6 +15,7 @@ from conveyor.auth.permissions import GLOBAL_PERMISSIONS, has_permission
 from conveyor.clock import Clock
 from conveyor.environments.service import current_role_table
 from conveyor.errors import Forbidden
+from conveyor.pipeline.engine import Engine
 from conveyor.runtime.driver import RuntimeDriver
 from conveyor.settings import Settings
 from conveyor.store.db import Store
@@ -32,6 +33,7 @@ class AppState:
     started_at: str
     schema_revision: str
     driver: RuntimeDriver
+    engine: Engine | None = None
 
 
 def app_state(request: Request) -> AppState:
@@ -121,33 +123,70 @@ def guarded(permission: str, openapi_extra: dict[str, Any] | None = None) -> dic
     }
 
 
+def _check_environment_action(
+    request: Request, state: AppState, principal: auth.Principal, name: str, action: str
+) -> None:
+    """Forbidden (audited) unless the caller may perform `action` in environment `name`."""
+    from conveyor.deployments.service import check_environment_action, current_spec
+
+    with state.store.read() as session:
+        spec = current_spec(session)
+    try:
+        check_environment_action(spec, principal, name, action)
+    except Forbidden:
+        with state.store.write() as session:
+            record(
+                session,
+                audit_context(request),
+                "access.denied",
+                now=state.clock.now(),
+                environment=name,
+                target=f"{request.method} {request.url.path}",
+                outcome="denied",
+                details={"permission": f"environment:{action}", "role": principal.role},
+            )
+        raise
+
+
 def require_environment(action: str) -> Callable[..., auth.Principal]:
     """A dependency that demands an environment action (`access.<action>` in conveyor.yaml)."""
-    from conveyor.deployments.service import check_environment_action, current_spec
     from conveyor.environments.service import get_environment
 
     def check(name: str, request: Request, state: StateDep, principal: PrincipalDep) -> auth.Principal:
         with state.store.read() as session:
             get_environment(session, name)
-            spec = current_spec(session)
-        try:
-            check_environment_action(spec, principal, name, action)
-        except Forbidden:
-            with state.store.write() as session:
-                record(
-                    session,
-                    audit_context(request),
-                    "access.denied",
-                    now=state.clock.now(),
-                    environment=name,
-                    target=f"{request.method} {request.url.path}",
-                    outcome="denied",
-                    details={"permission": f"environment:{action}", "role": principal.role},
-                )
-            raise
+        _check_environment_action(request, state, principal, name, action)
         return principal
 
     return check
+
+
+def require_promotion_action(action: str) -> Callable[..., auth.Principal]:
+    """Like `require_environment`, for the environment a promotion (path `promotion_id`) moves into."""
+    from conveyor.deployments.service import current_spec
+    from conveyor.pipeline.records import get_promotion
+
+    def check(
+        promotion_id: int, request: Request, state: StateDep, principal: PrincipalDep
+    ) -> auth.Principal:
+        with state.store.read() as session:
+            environment = get_promotion(session, promotion_id).environment
+            spec = current_spec(session)
+        env = spec.environments.get(environment)
+        if action == "approve" and env is not None and principal.name in env.approvals.approvers:
+            return principal  # a reviewer named in the policy needs no role
+        _check_environment_action(request, state, principal, environment, action)
+        return principal
+
+    return check
+
+
+def guarded_promotion(action: str) -> dict[str, Any]:
+    """Route arguments that enforce an action in the promotion's environment, published as `x-permission`."""
+    return {
+        "dependencies": [Depends(require_promotion_action(action))],
+        "openapi_extra": {"x-permission": f"environment:{action}"},
+    }
 
 
 def guarded_environment(action: str) -> dict[str, Any]:

@@ -106,6 +106,19 @@ def _check_inputs(session: Session, service: str, version: str, provenance: Prov
     _require_service(session, service)
 
 
+def _refuse_second_name(session: Session, service: str, version: str, digest: str) -> None:
+    """One build, one version: the same bytes under a second version would let it skip stages."""
+    other = session.execute(
+        select(Artifact).where(Artifact.service == service, Artifact.digest == digest).limit(1)
+    ).scalar_one_or_none()
+    if other is not None:
+        raise Conflict(
+            f"these bytes ({digest}) are already registered as {service} {other.version}, "
+            f"so they cannot also be {service} {version}",
+            hint=f"promote {service} {other.version}, or build {version} anew (its bundle should differ)",
+        )
+
+
 def _same_build(existing: Artifact, digest: str, provenance: Provenance) -> bool:
     """True for a repeated registration; Conflict when the version would change meaning."""
     if existing.digest != digest:
@@ -188,6 +201,7 @@ def register_bundle(
         existing = _existing(session, service, version)
         if existing is not None and _same_build(existing, staged.digest, provenance):
             return Registration(existing, created=False)
+        _refuse_second_name(session, service, version, staged.digest)
         target = blob_path(root, staged.digest)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged.path, target)  # same content under the same name: replacing is harmless
@@ -224,6 +238,7 @@ def register_image(
     existing = _existing(session, service, version)
     if existing is not None and _same_build(existing, digest, provenance):
         return Registration(existing, created=False)
+    _refuse_second_name(session, service, version, digest)
     artifact = _insert(
         session,
         ctx,

@@ -27,6 +27,8 @@ GLOBAL_PERMISSIONS: dict[str, str] = {
     "artifacts:read": "list and show registered artifacts",
     "artifacts:write": "register artifacts (CI does this once per build)",
     "runtime:read": "see instances, logs and live traffic of environments",
+    "promotions:read": "list promotions and see their gates, approvals and explanations",
+    "promotions:override": "release a promotion during a freeze or outside its change window (admin)",
 }
 
 # Actions granted per environment by `access` in conveyor.yaml.
@@ -48,6 +50,7 @@ _VIEWER = (
     "tokens:own",
     "artifacts:read",
     "runtime:read",
+    "promotions:read",
 )
 
 # Defaults; conveyor.yaml's `roles:` may replace a built-in role's permissions or add roles.

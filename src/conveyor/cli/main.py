@@ -10,6 +10,7 @@ from conveyor import __version__
 from conveyor.cli import (
     artifact_cmds,
     audit_cmds,
+    promotion_cmds,
     runtime_cmds,
     server_cmds,
     spec_cmds,
@@ -54,6 +55,7 @@ def root(
 spec_cmds.register(app)
 server_cmds.register(app)
 runtime_cmds.register(app)
+promotion_cmds.register(app)
 app.add_typer(user_cmds.app, name="user")
 app.command("whoami")(user_cmds.whoami)
 app.add_typer(token_cmds.app, name="token")

@@ -86,7 +86,7 @@ def history(
         (
             [
                 r["id"],
-                r["kind"],
+                r["kind"] + (f" #{r['promotion']}" if r.get("promotion") else ""),
                 r["service"],
                 r["version"],
                 r["config_sha256"][:8],

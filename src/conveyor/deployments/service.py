@@ -17,10 +17,29 @@ from conveyor.auth.service import Principal
 from conveyor.clock import isoformat
 from conveyor.deployments.desired import config_sha256, recreate
 from conveyor.environments.service import applied_spec, get_environment
-from conveyor.errors import Forbidden, InvalidRequest
+from conveyor.errors import Conflict, Forbidden, InvalidRequest
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.spec import Spec
-from conveyor.store.tables import Deployment
+from conveyor.store.tables import Deployment, Promotion
+
+
+def refuse_while_promoting(session: Session, environment: str) -> None:
+    """Conflict while a promotion is deploying or verifying in `environment` (it owns the runtime)."""
+    busy = (
+        session.execute(
+            select(Promotion)
+            .where(Promotion.environment == environment, Promotion.state.in_(("deploying", "verifying")))
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+    if busy is not None:
+        raise Conflict(
+            f"promotion {busy.id} ({busy.service} {busy.version}) is {busy.state} in {environment}",
+            hint=f"wait for it to end (`conveyor promotion wait {busy.id}`), then try again",
+            promotion=busy.id,
+        )
 
 
 def current_spec(session: Session) -> Spec:
@@ -45,6 +64,11 @@ def check_environment_action(spec: Spec, principal: Principal, environment: str,
         )
 
 
+def _action(kind: str) -> str:
+    """Audit action prefix of a deployment kind (a promotion's deployment is a deploy)."""
+    return "deploy" if kind == "promotion" else kind
+
+
 @dataclass(frozen=True)
 class PlannedDeployment:
     """A deployment recorded in the store, and the desired state to hand to the runtime."""
@@ -61,7 +85,10 @@ def _record(
     version: str,
     kind: str,
     now: datetime,
+    *,
+    promotion: tuple[int, int] | None = None,
 ) -> PlannedDeployment:
+    promotion_id, step_token = promotion or (None, None)
     row = Deployment(
         environment=desired.environment,
         service=desired.service,
@@ -74,19 +101,69 @@ def _record(
         state="applying",
         kind=kind,
         desired=json.dumps(desired.to_json(), sort_keys=True),
+        promotion_id=promotion_id,
+        step_token=step_token,
     )
     session.add(row)
     session.flush()
     record(
         session,
         ctx,
-        f"{kind}.start",
+        f"{_action(kind)}.start",
         now=now,
         environment=desired.environment,
         target=f"artifact:{desired.service}@{version}",
-        details={"deployment": row.id, "digest": digest, "strategy": "recreate"},
+        details={
+            "deployment": row.id,
+            "digest": digest,
+            "strategy": "recreate",
+            "promotion": promotion_id,
+        },
     )
     return PlannedDeployment(row.id, desired)
+
+
+def record_for_promotion(
+    session: Session,
+    ctx: AuditContext,
+    desired: EnvironmentDesired,
+    digest: str,
+    version: str,
+    kind: str,
+    promotion: tuple[int, int],
+    now: datetime,
+) -> PlannedDeployment:
+    """Record a deployment a promotion makes at one step; the same step finds its earlier record."""
+    promotion_id, step_token = promotion
+    existing = session.execute(
+        select(Deployment).where(Deployment.promotion_id == promotion_id, Deployment.step_token == step_token)
+    ).scalar_one_or_none()
+    if existing is not None and existing.desired is not None:
+        # a worker that died after recording this step: re-apply the same desired state (declarative)
+        return PlannedDeployment(existing.id, EnvironmentDesired.from_json(json.loads(existing.desired)))
+    return _record(session, ctx, desired, digest, version, kind, now, promotion=promotion)
+
+
+def previous_release(session: Session, environment: str, before_id: int) -> Deployment | None:
+    """The last release applied in `environment` before deployment `before_id` (what to return to)."""
+    query = (
+        select(Deployment)
+        .where(
+            Deployment.environment == environment,
+            Deployment.state == "applied",
+            Deployment.id < before_id,
+            Deployment.desired.is_not(None),
+        )
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    )
+    return session.execute(query).scalar_one_or_none()
+
+
+def current_release(session: Session, environment: str) -> Deployment | None:
+    """The release applied last in `environment`, or None."""
+    applied = _applied(session, environment)
+    return applied[0] if applied else None
 
 
 def begin(
@@ -103,6 +180,7 @@ def begin(
     get_environment(session, environment)
     spec = current_spec(session)
     check_environment_action(spec, principal, environment, "deploy")
+    refuse_while_promoting(session, environment)
     artifact = get_artifact(session, service, version)
     if artifact.kind != "bundle":
         raise InvalidRequest(
@@ -130,6 +208,7 @@ def replay(
     """Rollback (the previous release) or redeploy (the current one), same artifact and config."""
     get_environment(session, environment)
     check_environment_action(current_spec(session), principal, environment, "deploy")
+    refuse_while_promoting(session, environment)
     applied = _applied(session, environment)
     if not applied:
         raise InvalidRequest(
@@ -163,13 +242,15 @@ def finish(
     """Mark a deployment applied or failed (with the reason), audited."""
     row = session.get(Deployment, deployment_id)
     assert row is not None
+    if row.finished_at is not None:
+        return row  # a worker that resumed this step after its first attempt finished it
     row.state = "failed" if error else "applied"
     row.finished_at = isoformat(now)
     row.error = error
     record(
         session,
         ctx,
-        f"{row.kind}.finish",
+        f"{_action(row.kind)}.finish",
         now=now,
         environment=row.environment,
         target=f"artifact:{row.service}@{row.version}",

@@ -6,7 +6,6 @@ and its audit event commit together or not at all.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from conveyor.clock import isoformat
 from conveyor.errors import Conflict, NotFound
 from conveyor.faults import pause_point
 from conveyor.spec import Spec, diff_documents, load_spec_text
+from conveyor.spec.fields import suggest
 from conveyor.store.tables import Environment, SpecRevision
 
 
@@ -255,9 +255,9 @@ def get_environment(session: Session, name: str) -> Environment:
     row = session.get(Environment, name)
     if row is None or row.removed_revision is not None:
         names = [e.name for e in list_environments(session)]
-        close = difflib.get_close_matches(name, names, n=1)
+        close = suggest(name, names)
         hint = (
-            f"did you mean '{close[0]}'?"
+            f"did you mean '{close}'?"
             if close
             else (f"environments: {', '.join(names)}" if names else "apply a conveyor.yaml first")
         )

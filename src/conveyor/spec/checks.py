@@ -18,6 +18,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
         *_self_references(spec),
         *_port_clashes(spec),
         *_service_needs(spec),
+        *_signature_needs(spec),
     ]
 
 
@@ -172,3 +173,18 @@ def _service_needs(spec: Spec) -> list[Issue]:
                         )
                     )
     return issues
+
+
+def _signature_needs(spec: Spec) -> list[Issue]:
+    if spec.signing.trusted_keys:
+        return []
+    return [
+        Issue(
+            ("environments", name, "promotion", "require_signature"),
+            f"environment '{name}' requires signed artifacts, but signing.trusted_keys lists no key",
+            "add a public key under signing.trusted_keys (`conveyor artifact keygen` makes a pair), "
+            "or set require_signature: false",
+        )
+        for name, environment in spec.environments.items()
+        if environment.promotion.require_signature
+    ]

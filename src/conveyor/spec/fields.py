@@ -116,6 +116,8 @@ ProjectName = Annotated[str, AfterValidator(_name_check("project name")), Label(
 EnvironmentName = Annotated[str, AfterValidator(_name_check("environment name")), Label("environment name")]
 ServiceName = Annotated[str, AfterValidator(_name_check("service name")), Label("service name")]
 RoleName = Annotated[str, AfterValidator(_name_check("role name")), Label("role name")]
+ReportName = Annotated[str, AfterValidator(_name_check("report name")), Label("report name")]
+KeyName = Annotated[str, AfterValidator(_name_check("key name")), Label("key name")]
 
 
 def _not_blank(value: str) -> str:

@@ -10,7 +10,15 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from conveyor.spec.fields import Issue, Label, SpecModel, Text, environment_ref, raise_issues
+from conveyor.spec.fields import (
+    Issue,
+    Label,
+    ReportName,
+    SpecModel,
+    Text,
+    environment_ref,
+    raise_issues,
+)
 from conveyor.spec.types import Duration, Percent
 from conveyor.spec.vocabulary import IntegrityCheck, Severity
 
@@ -41,7 +49,9 @@ class CommandGate(_GateBase):
 
     type: Literal["command"]
     run: Text
-    """The command line to run."""
+    """The command line to run (by /bin/sh, in the project directory)."""
+    when: Literal["before", "after"] = "before"
+    """`before` the deployment, or `after` it, against the new version (an integration suite)."""
 
 
 class PreviousStageGate(_GateBase):
@@ -56,8 +66,18 @@ class ScanGate(_GateBase):
     type: Literal["scan"]
     fail_on: Severity = "high"
     """Fail when any finding has this severity or a worse one."""
-    reports: list[Text] = Field(default_factory=list)
-    """Report kinds that must be attached (e.g. sast, dependencies); empty accepts whatever is attached."""
+    reports: list[ReportName] = Field(default_factory=list)
+    """SARIF reports (by name, e.g. sast) that must be attached and are judged; empty: all, at least one."""
+
+
+class TestsGate(_GateBase):
+    """JUnit test reports attached to the artifact must show no failed test and no error."""
+
+    __test__: ClassVar[bool] = False  # a gate, not a pytest test class
+
+    type: Literal["tests"]
+    reports: list[ReportName] = Field(default_factory=list)
+    """JUnit reports (by name, e.g. unit) that must be attached and are judged; empty: all, at least one."""
 
 
 class SmokeGate(_GateBase):
@@ -171,6 +191,7 @@ GATE_MODELS: tuple[type[_GateBase], ...] = (
     CommandGate,
     PreviousStageGate,
     ScanGate,
+    TestsGate,
     SmokeGate,
     LoadGate,
     ChaosGate,
@@ -183,6 +204,7 @@ Gate = Annotated[
     CommandGate
     | PreviousStageGate
     | ScanGate
+    | TestsGate
     | SmokeGate
     | LoadGate
     | ChaosGate

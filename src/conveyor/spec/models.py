@@ -28,6 +28,7 @@ from conveyor.spec.fields import (
 )
 from conveyor.spec.problems import path_text, problems_from_validation, sort_problems
 from conveyor.spec.service import Service
+from conveyor.spec.signing import Signing
 
 DOCUMENT_FILE = "<document>"
 
@@ -100,6 +101,8 @@ class Spec(SpecModel):
     """Replace a built-in role's global permissions, or add roles; admin always holds every permission."""
     services: dict[ServiceName, Service] = Field(default_factory=dict)
     """Deployable services, by name."""
+    signing: Signing = Signing()
+    """Keys whose artifact signatures are trusted (see `promotion.require_signature`)."""
     environments: Annotated[dict[EnvironmentName, Environment], Field(min_length=1)]
     """Environments, by name, in the order written."""
     pipeline: Pipeline

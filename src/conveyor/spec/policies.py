@@ -6,7 +6,7 @@ import re
 import zoneinfo
 from datetime import date, datetime
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
@@ -106,7 +106,11 @@ class Promotion(SpecModel):
     branch: Text | None = None
     """With automatic promotion: builds of this branch (e.g. main) deploy here on their own."""
     gates: list[Gate] = Field(default_factory=list)
-    """Checks the artifact must pass before it deploys here; see the gate types below."""
+    """Checks the artifact must pass here (smoke, load and chaos run after it deploys); see the gate types."""
+    when_busy: Literal["queue", "refuse"] = "queue"
+    """A promotion requested while another is active here waits its turn (queue) or is refused."""
+    require_signature: bool = False
+    """Only artifacts signed by a key under `signing.trusted_keys` may be promoted here."""
 
     @model_validator(mode="after")
     def _check(self) -> Promotion:

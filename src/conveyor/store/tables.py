@@ -122,9 +122,10 @@ class Artifact(Base):
 
 
 class Deployment(Base):
-    """A direct deployment of an artifact into an environment (the recreate path)."""
+    """A deployment of an artifact into an environment, direct or made by a promotion."""
 
     __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("promotion_id", "step_token", name="uq_deployments_promotion_step"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     environment: Mapped[str] = mapped_column(String(64), index=True)
@@ -140,3 +141,110 @@ class Deployment(Base):
     desired: Mapped[str | None] = mapped_column(Text, default=None)  # the exact desired state applied
     finished_at: Mapped[str | None] = mapped_column(String(32), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    promotion_id: Mapped[int | None] = mapped_column(
+        Integer, default=None
+    )  # set when a promotion deployed it
+    step_token: Mapped[int | None] = mapped_column(Integer, default=None)  # the promotion step that made it
+
+
+class Promotion(Base):
+    """A request to move one artifact into one environment; the engine advances it under a lease."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (
+        Index("ix_promotions_due", "state", "next_run_at"),
+        Index("ix_promotions_environment", "environment", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(71))
+    environment: Mapped[str] = mapped_column(String(64))
+    config_sha256: Mapped[str] = mapped_column(String(64))  # with the digest: the release approvals bind to
+    state: Mapped[str] = mapped_column(String(24))
+    trigger: Mapped[str] = mapped_column(String(16))  # manual | auto
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it is where it is, in words
+    decision: Mapped[str] = mapped_column(Text, default="{}")  # the last decision's verdicts (JSON)
+    next_run_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    step_token: Mapped[int] = mapped_column(Integer, default=0)  # changes on every transition
+    override_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    override_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    deployment_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class PromotionTransition(Base):
+    """One state change of a promotion, written with its audit event."""
+
+    __tablename__ = "promotion_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    at: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class GateRun(Base):
+    """One run of one gate for one promotion: verdict, evidence and duration; re-runs add attempts."""
+
+    __tablename__ = "gate_runs"
+    __table_args__ = (UniqueConstraint("promotion_id", "name", "attempt", name="uq_gate_runs_attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str] = mapped_column(String(16))  # before (gating) | after (verifying)
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # pending|running|waiting|passed|failed|lost|stopped
+    started_at: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[str] = mapped_column(Text, default="{}")  # JSON: output tail, links, numbers
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)  # the worker that started it
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)  # a command gate's process group
+    requested_by: Mapped[str | None] = mapped_column(String(64), default=None)  # set for a re-run
+
+
+class Review(Base):
+    """An approval or rejection of a promotion, bound to the exact release it was given on."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("promotion_id", "user", "release", name="uq_reviews_person_release"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"), index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | reject
+    release: Mapped[str] = mapped_column(String(160))
+    at: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class ArtifactAttachment(Base):
+    """Evidence attached to an artifact: a SARIF scan, a JUnit report or a signature; never changes."""
+
+    __tablename__ = "artifact_attachments"
+    __table_args__ = (
+        UniqueConstraint("artifact_id", "kind", "name", name="uq_artifact_attachments_kind_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # sarif | junit | signature
+    name: Mapped[str] = mapped_column(String(64))  # report name; for a signature, the key that verified it
+    sha256: Mapped[str] = mapped_column(String(64))  # of the stored bytes, under attachments/sha256/
+    size: Mapped[int] = mapped_column(BigInteger)
+    summary: Mapped[str] = mapped_column(Text)  # JSON: counts by severity, or tests/failures/errors/skipped
+    attached_at: Mapped[str] = mapped_column(String(32))
+    attached_by: Mapped[str] = mapped_column(String(64))

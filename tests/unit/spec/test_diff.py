@@ -86,7 +86,14 @@ class TestPlan:
         document = _document()
         plan = summarize_plan(diff_documents(None, document))
         assert plan.environments_added == tuple(document["environments"])
-        assert set(plan.sections_changed) == {"version", "project", "roles", "services", "pipeline"}
+        assert set(plan.sections_changed) == {
+            "version",
+            "project",
+            "roles",
+            "services",
+            "signing",
+            "pipeline",
+        }
 
     def test_project_and_roles_are_other_sections(self) -> None:
         old = {"project": "a", "roles": {}, "environments": {"x": {"tier": "staging"}}}

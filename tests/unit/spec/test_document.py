@@ -93,7 +93,15 @@ def test_the_document_spells_values_canonically_and_fills_defaults() -> None:
     assert staging["scale"]["instances"] == {"min": 2, "max": 2}
     assert staging["secrets"] == {"API_KEY": {"kind": "generic", "rotate_every": None, "description": None}}
     assert document["pipeline"]["stages"][0] == {"environment": "staging", "optional": False}
-    assert list(document) == ["version", "project", "roles", "services", "environments", "pipeline"]
+    assert list(document) == [
+        "version",
+        "project",
+        "roles",
+        "services",
+        "signing",
+        "environments",
+        "pipeline",
+    ]
     assert json.loads(json.dumps(document)) == document
 
 

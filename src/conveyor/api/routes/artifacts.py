@@ -1,17 +1,24 @@
-"""Artifacts: register a bundle (streamed upload), list and show."""
+"""Artifacts: register a bundle (streamed upload), list and show; attach scan/test reports and signatures."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.deps import AuditDep, StateDep, guarded
+from conveyor.artifacts import attachments
 from conveyor.artifacts import service as artifacts
+from conveyor.artifacts.attachments import AttachmentKind
 from conveyor.artifacts.provenance import Provenance
+from conveyor.errors import InvalidRequest
+from conveyor.pipeline import records
+from conveyor.pipeline import service as promotions
 from conveyor.store.tables import Artifact
 
 router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
@@ -88,10 +95,26 @@ async def register(
             result = artifacts.register_bundle(
                 session, ctx, root, service, version, staged, state.clock.now(), provenance
             )
-            return public(result.artifact), result.created
+            return _registered(session, ctx, result, state.clock.now()), result.created
 
     body, created = await run_in_threadpool(save)
-    return JSONResponse({**body, "created": created}, status_code=201 if created else 200)
+    _wake(state)
+    return JSONResponse(body, status_code=201 if created else 200)
+
+
+def _registered(
+    session: Session, ctx: AuditDep, result: artifacts.Registration, now: datetime
+) -> dict[str, Any]:
+    """The artifact's JSON, with the promotions a new build of a followed branch started by itself."""
+    body = {**public(result.artifact), "created": result.created}
+    if result.created:
+        body["auto_promotions"] = promotions.auto_promote(session, ctx, result.artifact, now)
+    return body
+
+
+def _wake(state: StateDep) -> None:
+    if state.engine is not None:
+        state.engine.wake()
 
 
 @router.post("/images", **guarded("artifacts:write"))
@@ -102,8 +125,9 @@ def register_image(body: ImageRegistration, state: StateDep, ctx: AuditDep) -> J
         result = artifacts.register_image(
             session, ctx, body.service, body.version, body.image, state.clock.now(), provenance
         )
-        data = public(result.artifact)
-    return JSONResponse({**data, "created": result.created}, status_code=201 if result.created else 200)
+        data = _registered(session, ctx, result, state.clock.now())
+    _wake(state)
+    return JSONResponse(data, status_code=201 if result.created else 200)
 
 
 @router.get("", **guarded("artifacts:read"))
@@ -115,7 +139,113 @@ def list_artifacts(state: StateDep, service: str | None = None) -> list[dict[str
 
 @router.get("/{service}/{version}", **guarded("artifacts:read"))
 def show(service: str, version: str, state: StateDep) -> dict[str, Any]:
-    """One artifact."""
+    """One artifact: where it is deployed, the promotions it went through, its attachments and signer."""
     with state.store.read() as session:
         row = artifacts.get_artifact(session, service, version)
-        return {**public(row), "deployed_in": artifacts.deployed_in(session, row)}
+        passed = [
+            {
+                "promotion": p.id,
+                "environment": p.environment,
+                "state": p.state,
+                "at": p.finished_at or p.updated_at,
+            }
+            for p in records.list_promotions(session, service=service, limit=500)
+            if p.digest == row.digest
+        ]
+        return {
+            **public(row),
+            "deployed_in": artifacts.deployed_in(session, row),
+            "promotions": passed,
+            **_evidence(session, row),
+        }
+
+
+def _evidence(session: Session, row: Artifact) -> dict[str, Any]:
+    """An artifact's attachments and the trusted key whose signature of it verifies (or None)."""
+    return {
+        "attachments": [attachments.describe(a) for a in attachments.list_attachments(session, row.id)],
+        "signed_by": attachments.signature_key(session, row.id),
+    }
+
+
+_ATTACHMENT_BODY = {
+    "requestBody": {
+        "content": {
+            "application/sarif+json": _BINARY,
+            "application/xml": _BINARY,
+            "text/plain": _BINARY,
+        }
+    }
+}
+
+
+@router.post("/{service}/{version}/attachments", **guarded("artifacts:write", _ATTACHMENT_BODY))
+async def attach(
+    service: str,
+    version: str,
+    request: Request,
+    state: StateDep,
+    ctx: AuditDep,
+    kind: AttachmentKind = Query(description="sarif (scan report), junit (test report) or signature"),
+    name: str | None = Query(
+        None,
+        min_length=1,
+        max_length=64,
+        description="report name (e.g. sast, unit); for a signature, the trusted key to check",
+    ),
+) -> JSONResponse:
+    """Attach a SARIF report, a JUnit report or an Ed25519 signature (the body); 201 new, 200 known."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > attachments.MAX_ATTACHMENT_BYTES:
+            raise InvalidRequest(
+                f"the attachment is larger than {attachments.MAX_ATTACHMENT_BYTES >> 20} MiB",
+                hint="attach a smaller report (e.g. only the results of this build)",
+            )
+    root = state.settings.home / "artifacts"
+
+    def save() -> tuple[dict[str, Any], bool]:
+        with state.store.write() as session:
+            artifact = artifacts.get_artifact(session, service, version)
+            result = attachments.attach(
+                session, ctx, root, artifact, kind, name, bytes(body), state.clock.now()
+            )
+            data = {
+                "service": artifact.service,
+                "version": artifact.version,
+                "digest": artifact.digest,
+                **attachments.describe(result.attachment),
+            }
+            return data, result.created
+
+    data, created = await run_in_threadpool(save)
+    _wake(state)  # a gate may be waiting for this report
+    return JSONResponse({**data, "created": created}, status_code=201 if created else 200)
+
+
+_MEDIA_TYPES = {"sarif": "application/sarif+json", "junit": "application/xml", "signature": "text/plain"}
+_DOWNLOAD = {"responses": {"200": {"content": {"application/octet-stream": _BINARY}}}}
+
+
+@router.get(
+    "/{service}/{version}/attachments/{kind}/{name}",
+    response_class=Response,
+    **guarded("artifacts:read", _DOWNLOAD),
+)
+def download_attachment(
+    service: str, version: str, kind: AttachmentKind, name: str, state: StateDep
+) -> Response:
+    """The attached file itself, byte for byte as attached (a signature as its base64 text)."""
+    with state.store.read() as session:
+        artifact = artifacts.get_artifact(session, service, version)
+        sha256 = attachments.get_attachment(session, artifact, kind, name).sha256
+    path = attachments.attachment_path(state.settings.home / "artifacts", sha256)
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidRequest(
+            f"the bytes of {kind} attachment '{name}' are missing from the artifact store",
+            hint=f"restore {path} (sha256 {sha256}) from a backup of the Conveyor home",
+        ) from None
+    return Response(content, media_type=_MEDIA_TYPES[kind])

@@ -96,6 +96,7 @@ def _deployment_json(row: Deployment) -> dict[str, Any]:
         "created_by": row.created_by,
         "finished_at": row.finished_at,
         "error": row.error,
+        "promotion": row.promotion_id,
     }
 
 

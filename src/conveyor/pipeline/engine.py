@@ -1,0 +1,476 @@
+"""The promotion engine: claim due promotions with a lease, decide purely, carry out effects idempotently.
+
+Every server process runs one `Engine` thread. A step is a few short transactions: claim the
+lease; collect what running gates reported; decide; record the effect of this step under
+(promotion, step token) before carrying it out; persist the new state and give the lease back.
+No transaction stays open while a gate runs or the runtime works. A worker killed at any point
+leaves a row whose lease expires, and the next worker resumes from the last persisted step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from conveyor.artifacts.service import blob_path, get_artifact
+from conveyor.audit.log import AuditContext
+from conveyor.clock import Clock, isoformat
+from conveyor.deployments import service as deployments
+from conveyor.deployments.desired import recreate
+from conveyor.errors import ConveyorError
+from conveyor.pipeline import gate_eval, gate_exec, records
+from conveyor.pipeline import service as promotions
+from conveyor.pipeline.decide import TERMINAL_STATES, Decision, Readiness, decide
+from conveyor.pipeline.observe import gate_plans, observe
+from conveyor.pipeline.outcome import GateOutcome
+from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.runtime.driver import RuntimeDriver
+from conveyor.spec import Spec
+from conveyor.store.db import Store
+from conveyor.store.tables import Deployment, GateRun, Promotion
+
+log = logging.getLogger("conveyor.engine")
+
+ENGINE = AuditContext(actor="conveyor")
+RETRY_AFTER_ERROR = timedelta(seconds=5)
+# restarts without becoming ready after which a new version counts as crashing
+CRASH_RESTARTS = 3
+
+
+def _seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass
+class EngineSettings:
+    """How often to look for work and how long a claimed promotion stays ours without renewal."""
+
+    tick: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_TICK", 0.5))
+    lease: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_LEASE", 15.0))
+
+
+class Engine:
+    """Advances promotions; several engines (one per server) share the work through leases."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        driver: RuntimeDriver,
+        home: Path,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.driver = driver
+        self.home = home
+        self.settings = settings or EngineSettings()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread."""
+        self._thread = threading.Thread(target=self._loop, name="conveyor-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to end and wait for the current step to finish."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def wake(self) -> None:
+        """Look for work now (a request or a review just arrived)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        log.info("engine %s started", self.owner)
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the loop must outlive a store outage or a bug in one step
+                log.exception("engine tick failed")
+            self._wake.wait(self.settings.tick)
+            self._wake.clear()
+
+    def run_once(self) -> int:
+        """Step every due promotion this worker can claim; returns how many it stepped."""
+        with self.store.read() as session:
+            ids = records.due(session, self.clock.now())
+        stepped = 0
+        for promotion_id in ids:
+            if self._stop.is_set():
+                break
+            if self.step(promotion_id):
+                stepped += 1
+        return stepped
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.settings.lease)
+
+    def step(self, promotion_id: int) -> bool:
+        """Advance one promotion if its lease can be taken; False when another worker has it."""
+        now = self.clock.now()
+        with self.store.write() as session:
+            if not records.claim(session, promotion_id, self.owner, now, self._lease_until(now)):
+                return False
+        try:
+            self._advance(promotion_id)
+        except Exception as exc:
+            log.exception("promotion %s: step failed", promotion_id)
+            self._retry_later(promotion_id, exc)
+        return True
+
+    def _retry_later(self, promotion_id: int, exc: Exception) -> None:
+        why = exc.detail if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
+        now = self.clock.now()
+        with self.store.write() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or not records.holds_lease(row, self.owner, now):
+                return
+            row.reason = f"retrying after an error: {why}"
+            row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
+            records.release_lease(row)
+
+    def _renew(self, session: Session, row: Promotion) -> bool:
+        now = self.clock.now()
+        if not records.holds_lease(row, self.owner, now):
+            log.warning("promotion %s: lease lost; another worker continues it", row.id)
+            return False
+        row.lease_expires_at = isoformat(self._lease_until(now))
+        return True
+
+    def _advance(self, promotion_id: int) -> None:
+        self._collect(promotion_id)
+        readiness = self._readiness(promotion_id)
+        with self.store.write() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or not self._renew(session, row):
+                return
+            spec = self._spec(session, row)
+            if spec is None:
+                return
+            now = self.clock.now()
+            decision = decide(observe(session, row, spec, now, readiness))
+            started = self._begin_gates(session, row, spec, decision)
+            token = row.step_token
+            if not (decision.deploy or decision.roll_back):
+                self._persist_in(session, row, decision, now, keep_lease=bool(started))
+        if started:
+            self._run_gates(promotion_id, started)
+            self._release(promotion_id)  # look again at once: the outcomes are in
+        elif decision.deploy:
+            self._deploy(promotion_id, token, decision)
+        elif decision.roll_back:
+            self._roll_back(promotion_id, token, decision)
+        self.wake()
+
+    def _spec(self, session: Session, row: Promotion) -> Spec | None:
+        spec = deployments.current_spec(session)
+        if row.environment not in spec.environments or row.service not in spec.services:
+            gone = row.environment if row.environment not in spec.environments else row.service
+            why = f"'{gone}' was removed from conveyor.yaml"
+            self._persist_in(session, row, Decision("cancelled", why), self.clock.now())
+            return None
+        return spec
+
+    def _release(self, promotion_id: int) -> None:
+        with self.store.write() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is not None and row.lease_owner == self.owner:
+                row.next_run_at = isoformat(self.clock.now())
+                records.release_lease(row)
+
+    def _persist(self, promotion_id: int, decision: Decision, **changes: Any) -> None:
+        now = self.clock.now()
+        with self.store.write() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or not records.holds_lease(row, self.owner, now):
+                return
+            for key, value in changes.items():
+                setattr(row, key, value)
+            self._persist_in(session, row, decision, now)
+
+    def _persist_in(
+        self, session: Session, row: Promotion, decision: Decision, now: datetime, keep_lease: bool = False
+    ) -> None:
+        """Write the decision with its transition and audit event; give the lease back unless told not to."""
+        if decision.state in TERMINAL_STATES:
+            self._stop_gates(session, row, decision.state)
+        records.transition(session, ENGINE, row, decision, now)
+        if decision.state == "succeeded":
+            for started in promotions.follow_success(session, ENGINE, row, now):
+                log.info("promotion %s: %s", row.id, started)
+        if not keep_lease:
+            records.release_lease(row)
+
+    # -- gates ------------------------------------------------------------------------------
+
+    def _collect(self, promotion_id: int) -> None:
+        """Record what running gates reported; a run nobody is carrying out any more is lost."""
+        now = self.clock.now()
+        with self.store.write() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or not records.holds_lease(row, self.owner, now):
+                return
+            spec = deployments.current_spec(session)
+            gates = (
+                {g.name: g for g in spec.environments[row.environment].promotion.gates}
+                if row.environment in spec.environments
+                else {}
+            )
+            for run in records.latest_runs(session, row.id).values():
+                if run.state != "running":
+                    continue
+                gate = gates.get(run.name)
+                if gate is not None and gate.type == "command":
+                    directory = gate_exec.run_dir(self.home, run.id)
+                    status = gate_exec.collect_command(
+                        directory,
+                        gate.run,
+                        records.parse_time(run.started_at) or now,
+                        timedelta(seconds=gate.timeout.seconds),
+                        now,
+                    )
+                    if status.outcome is not None:
+                        self._finish_run(run, status.outcome, now)
+                    elif status.lost:
+                        self._lose(run, now, "its process ended without reporting an exit status")
+                else:
+                    # inline gates run inside a step; we hold the lease, so whoever ran it is gone
+                    self._lose(run, now, "the worker running it stopped before it finished")
+
+    def _lose(self, run: GateRun, now: datetime, why: str) -> None:
+        run.state = "lost"
+        run.finished_at = isoformat(now)
+        run.reason = f"interrupted: {why}; it runs again"
+
+    def _finish_run(self, run: GateRun, outcome: GateOutcome, now: datetime) -> None:
+        evidence = dict(outcome.evidence)
+        if outcome.retry_at is not None:
+            evidence["retry_at"] = outcome.retry_at.isoformat()
+        run.state = outcome.verdict
+        run.reason = outcome.reason
+        run.evidence = json.dumps(evidence, sort_keys=True, default=str)
+        if outcome.verdict != "waiting":
+            run.finished_at = isoformat(now)
+
+    def _begin_gates(self, session: Session, row: Promotion, spec: Spec, decision: Decision) -> list[int]:
+        """Create or judge the runs `decision` asks for; returns those to run outside the transaction."""
+        if not decision.run_gates:
+            return []
+        now = self.clock.now()
+        gates = {g.name: g for g in spec.environments[row.environment].promotion.gates}
+        plans = {p.name: p for p in gate_plans(spec, row.environment)}
+        latest = records.latest_runs(session, row.id)
+        later: list[int] = []
+        for name in decision.run_gates:
+            gate = gates.get(name)  # None for the implicit signature gate
+            kind = plans[name].type
+            run = latest.get(name)
+            if run is None or run.state in ("lost", "stopped", "failed", "passed"):
+                run = GateRun(
+                    promotion_id=row.id,
+                    name=name,
+                    type=kind,
+                    phase=plans[name].phase,
+                    attempt=(run.attempt if run else 0) + 1,
+                    state="running",
+                    started_at=isoformat(now),
+                    reason="",
+                    evidence="{}",
+                    owner=self.owner,
+                )
+                session.add(run)
+            elif run.state == "pending":
+                run.state, run.started_at, run.owner = "running", isoformat(now), self.owner
+            session.flush()
+            if gate_eval.is_inline(kind):
+                started = records.parse_time(run.started_at) or now
+                outcome = gate_eval.evaluate(session, row, spec, kind, gate, started, now)
+                self._finish_run(run, outcome, now)
+                if run.state == "waiting":
+                    run.owner = self.owner
+            else:
+                later.append(run.id)
+        return later
+
+    def _run_gates(self, promotion_id: int, run_ids: list[int]) -> None:
+        """Start command gates (detached) and run smoke checks, outside any transaction."""
+        with self.store.read() as session:
+            row = session.get(Promotion, promotion_id)
+            assert row is not None
+            spec = deployments.current_spec(session)
+            runs = [session.get(GateRun, rid) for rid in run_ids]
+        gates = {g.name: g for g in spec.environments[row.environment].promotion.gates}
+        results: dict[int, GateOutcome | None] = {}
+        for run in runs:
+            assert run is not None
+            gate = gates[run.name]
+            if gate.type == "command":
+                env = gate_exec.gate_environment(self._gate_variables(row, run))
+                gate_exec.start_command(gate_exec.run_dir(self.home, run.id), gate.run, self.home.parent, env)
+                results[run.id] = None
+            elif gate.type == "smoke":
+                results[run.id] = self._smoke(row, spec, gate)
+            else:
+                results[run.id] = gate_eval.unsupported(gate.type)
+        now = self.clock.now()
+        with self.store.write() as session:
+            for run_id, outcome in results.items():
+                run = session.get(GateRun, run_id)
+                if run is None:
+                    continue
+                if outcome is None:
+                    run.pid = gate_exec.recorded_pid(gate_exec.run_dir(self.home, run_id))
+                elif run.state == "running":
+                    self._finish_run(run, outcome, now)
+
+    def _gate_variables(self, row: Promotion, run: GateRun) -> dict[str, str]:
+        variables = {
+            "CONVEYOR_PROMOTION": str(row.id),
+            "CONVEYOR_ENVIRONMENT": row.environment,
+            "CONVEYOR_SERVICE": row.service,
+            "CONVEYOR_VERSION": row.version,
+            "CONVEYOR_DIGEST": row.digest,
+            "CONVEYOR_GATE": run.name,
+            "CONVEYOR_GATE_ATTEMPT": str(run.attempt),
+        }
+        url = self._router_url(row.environment)
+        if url:
+            variables["CONVEYOR_TARGET_URL"] = url
+        return variables
+
+    def _router_url(self, environment: str) -> str | None:
+        try:
+            port = self.driver.observe(environment)["router"]["port"]
+        except (ConveyorError, KeyError, TypeError):
+            return None
+        return f"http://127.0.0.1:{port}" if port else None
+
+    def _smoke(self, row: Promotion, spec: Spec, gate: Any) -> GateOutcome:
+        url = self._router_url(row.environment)
+        if url is None:
+            return GateOutcome("failed", f"{row.environment} has no router to send smoke checks through")
+        service = spec.services[row.service]
+        paths = list(gate.paths) or [service.health.path]
+        return gate_exec.smoke(url, row.version, paths, service.version_path, gate.expect_version)
+
+    def _stop_gates(self, session: Session, row: Promotion, ending: str) -> None:
+        for run_id in records.stop_open_runs(session, row, ending, self.clock.now()):
+            gate_exec.stop_command(gate_exec.run_dir(self.home, run_id))
+
+    # -- runtime effects --------------------------------------------------------------------
+
+    def _readiness(self, promotion_id: int) -> Readiness | None:
+        with self.store.read() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or row.state != "deploying":
+                return None
+            environment, version = row.environment, row.version
+        try:
+            observed = self.driver.observe(environment)
+        except ConveyorError as exc:
+            return Readiness(0, 0, error=exc.detail)
+        return readiness_of(observed, version)
+
+    def _deploy(self, promotion_id: int, token: int, decision: Decision) -> None:
+        now = self.clock.now()
+        with self.store.write() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or not self._renew(session, row) or row.step_token != token:
+                return
+            spec = deployments.current_spec(session)
+            artifact = get_artifact(session, row.service, row.version)
+            bundle = str(blob_path(self.home / "artifacts", artifact.digest))
+            desired = recreate(spec, row.environment, row.service, row.version, row.digest, bundle)
+            planned = deployments.record_for_promotion(
+                session, ENGINE, desired, row.digest, row.version, "promotion", (row.id, token), now
+            )
+        self._apply(promotion_id, planned, decision, deployment_id=planned.deployment_id)
+
+    def _roll_back(self, promotion_id: int, token: int, decision: Decision) -> None:
+        now = self.clock.now()
+        with self.store.write() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or not self._renew(session, row) or row.step_token != token:
+                return
+            assert row.deployment_id is not None
+            previous = deployments.previous_release(session, row.environment, row.deployment_id)
+            if previous is None or previous.desired is None:
+                self._persist_in(session, row, Decision("failed", decision.reason), now)
+                return
+            desired = EnvironmentDesired.from_json(json.loads(previous.desired))
+            planned = deployments.record_for_promotion(
+                session, ENGINE, desired, previous.digest, previous.version, "rollback", (row.id, token), now
+            )
+        self._apply(promotion_id, planned, decision)
+
+    def _apply(
+        self, promotion_id: int, planned: deployments.PlannedDeployment, decision: Decision, **changes: Any
+    ) -> None:
+        """Hand desired state to the runtime; on refusal stay put, say why, and retry with a new step."""
+        try:
+            self.driver.apply(planned.desired)
+        except ConveyorError as exc:
+            now = self.clock.now()
+            with self.store.write() as session:
+                deployments.finish(session, ENGINE, planned.deployment_id, exc.detail, now)
+                row = session.get(Promotion, promotion_id)
+                if row is not None and records.holds_lease(row, self.owner, now):
+                    row.reason = f"the runtime did not take the change: {exc.detail}; retrying"
+                    row.step_token += 1  # the next attempt records a deployment of its own
+                    row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
+                    records.release_lease(row)
+            return
+        with self.store.write() as session:
+            deployments.finish(session, ENGINE, planned.deployment_id, None, self.clock.now())
+        self._persist(promotion_id, decision, **changes)
+
+
+def readiness_of(observed: dict[str, Any], version: str) -> Readiness:
+    """How many instances of `version` are ready, of how many wanted, and whether one crash-loops."""
+    if observed.get("error"):
+        return Readiness(0, 0, error=str(observed["error"]))
+    desired = observed.get("desired") or {}
+    wanted = next((int(v["instances"]) for v in desired.get("versions", []) if v["version"] == version), 0)
+    mine = [i for i in observed.get("instances", []) if i.get("version") == version]
+    # the supervisor's crash-loop verdict, or an instance that keeps exiting without ever being ready
+    looping = [
+        i
+        for i in mine
+        if i.get("state") == "crash-loop"
+        or (i.get("restarts", 0) >= CRASH_RESTARTS and i.get("state") != "ready")
+    ]
+    if looping:
+        tail = " | ".join((looping[0].get("output_tail") or [])[-5:])
+        code, restarts = looping[0].get("last_exit_code"), looping[0].get("restarts", 0)
+        why = f"instance exits with code {code}, restarted {restarts} times (last output: {tail or 'none'})"
+        return Readiness(0, wanted, crashed=why)
+    ready = sum(1 for i in mine if i.get("state") == "ready")
+    return Readiness(ready, wanted)
+
+
+def deployment_of(session: Session, row: Promotion) -> Deployment | None:
+    """The deployment a promotion made, if any."""
+    return session.get(Deployment, row.deployment_id) if row.deployment_id else None
