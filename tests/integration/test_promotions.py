@@ -202,6 +202,11 @@ def test_one_artifact_walks_staging_then_production_with_two_approvals(
     assert '"promotion": ' + str(production) in history
     shown = server.cli("artifact", "show", "web", "1.0.0", "-o", "json", check=True).stdout
     assert '"environment": "production"' in shown and '"state": "succeeded"' in shown
+    listed = json.loads(server.cli("artifact", "list", "-o", "json", check=True).stdout)
+    assert listed[0]["succeeded_in"] == ["production", "staging"]
+    assert (
+        "staging succeeded (promotion 1)" in server.cli("artifact", "show", "web", "1.0.0", check=True).stdout
+    )
     with server.admin() as http:
         actions = [e["action"] for e in http.get("/api/v1/audit/events", params={"limit": 500}).json()]
     for action in ("promotion.request", "promotion.approve", "promotion.deploying", "promotion.succeeded"):

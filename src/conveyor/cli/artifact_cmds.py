@@ -143,7 +143,7 @@ def list_artifacts(
         return
     print_table(
         "Artifacts",
-        ["service", "version", "digest", "size", "registered", "by"],
+        ["service", "version", "digest", "size", "registered", "by", "succeeded in"],
         (
             [
                 a["service"],
@@ -152,6 +152,7 @@ def list_artifacts(
                 a["size"],
                 short_time(a["registered_at"]),
                 a["registered_by"],
+                ", ".join(a.get("succeeded_in") or []) or None,
             ]
             for a in rows
         ),
@@ -178,6 +179,10 @@ def show(
         if value:
             console.print(f"{key + ':':15} {value}")
     console.print(f"{'deployed in:':15} {', '.join(row['deployed_in']) or 'nowhere yet'}")
+    passed = [
+        f"{p['environment']} {p['state']} (promotion {p['promotion']})" for p in row.get("promotions", [])
+    ]
+    console.print(f"{'promotions:':15} {'; '.join(passed) or 'none yet'}")
     if row.get("signed_by"):
         console.print(f"{'signed by:':15} trusted key '{row['signed_by']}'")
     elif "signed_by" in row:

@@ -33,11 +33,12 @@ def gate_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for run in runs:
         ok = {"passed": True, "failed": False}.get(run["state"])
+        mark = "–" if run["state"] in ("stopped", "lost") else MARKS[ok]
         attempt = f" [attempt {run['attempt']}]" if run["attempt"] > 1 else ""
         phase = " (after deploy)" if run["phase"] == "after" else ""
         reason = run["reason"] or run["state"]
         lines.append(
-            f"  {MARKS[ok]} {run['name']}{phase}: {reason}"
+            f"  {mark} {run['name']}{phase}: {reason}"
             f"{'' if run['type'] == 'command' else _ago(run['started_at'], run['finished_at'])}{attempt}"
         )
         evidence = run.get("evidence") or {}

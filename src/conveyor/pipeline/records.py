@@ -42,6 +42,17 @@ def succeeded_in(session: Session, digest: str) -> set[str]:
     return {name for (name,) in rows}
 
 
+def succeeded_by_digest(session: Session, service: str | None = None) -> dict[str, set[str]]:
+    """For every digest, the environments a promotion of it succeeded in (one query)."""
+    query = select(Promotion.digest, Promotion.environment).where(Promotion.state == "succeeded")
+    if service:
+        query = query.where(Promotion.service == service)
+    found: dict[str, set[str]] = {}
+    for digest, environment in session.execute(query):
+        found.setdefault(digest, set()).add(environment)
+    return found
+
+
 def get_promotion(session: Session, promotion_id: int) -> Promotion:
     """One promotion, or NotFound."""
     row = session.get(Promotion, promotion_id)

@@ -132,9 +132,13 @@ def register_image(body: ImageRegistration, state: StateDep, ctx: AuditDep) -> J
 
 @router.get("", **guarded("artifacts:read"))
 def list_artifacts(state: StateDep, service: str | None = None) -> list[dict[str, Any]]:
-    """Registered artifacts, newest first."""
+    """Registered artifacts, newest first, each with the environments its promotions succeeded in."""
     with state.store.read() as session:
-        return [public(a) for a in artifacts.list_artifacts(session, service)]
+        passed = records.succeeded_by_digest(session, service)
+        return [
+            {**public(a), "succeeded_in": sorted(passed.get(a.digest, ()))}
+            for a in artifacts.list_artifacts(session, service)
+        ]
 
 
 @router.get("/{service}/{version}", **guarded("artifacts:read"))
