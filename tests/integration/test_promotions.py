@@ -230,6 +230,7 @@ def test_bad_requests_are_refused_and_change_nothing(server: Server, tmp_path: P
         (("promote", "web", "1.0.0", "--to", "prod"), "did you mean 'production'?"),
         (("promote", "web", "1.0.0", "--to", "production"), "has not succeeded in staging"),
         (("approve", "42"), "promotion 42 does not exist"),
+        (("promotion", "wait", "42", "--until", "bogus"), "'bogus' is not a promotion state"),
     ]
     for args, message in cases:
         out = server.cli(*args, token=rita)

@@ -187,7 +187,7 @@ def _suites(root: ET.Element) -> Iterator[ET.Element]:
 def _count(suite: ET.Element, key: str) -> int:
     try:
         return max(int(float(suite.get(key, "0"))), 0)
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", or "inf" / "1e400"
         raise _invalid(
             f"suite '{suite.get('name', '?')}' has {key}={suite.get(key)!r}, not a number"
         ) from None

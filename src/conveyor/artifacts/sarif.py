@@ -152,6 +152,8 @@ def load_sarif(content: bytes) -> dict[str, Any]:
         raise _invalid(f"it is not JSON (line {exc.lineno}, column {exc.colno})") from None
     except ValueError:
         raise _invalid("it is not JSON") from None
+    except RecursionError:
+        raise _invalid("it nests JSON too deeply to be a SARIF report") from None
     if not isinstance(data, dict):
         raise _invalid(f"it is a JSON {type(data).__name__}, not an object with `version` and `runs`")
     version = data.get("version")
@@ -212,7 +214,8 @@ class _Rules:
 
 
 def _rules(driver: Mapping[str, Any]) -> _Rules:
-    rules = [rule for rule in driver.get("rules") or [] if isinstance(rule, dict)]
+    listed = driver.get("rules")
+    rules = [rule for rule in listed if isinstance(rule, dict)] if isinstance(listed, list) else []
     return _Rules(rules, {str(rule["id"]): rule for rule in rules if "id" in rule})
 
 

@@ -57,8 +57,15 @@ def _finish(data: dict[str, Any], output: Output, until: tuple[str, ...]) -> Non
         raise typer.Exit(1)
 
 
+STATES = ("requested", "gating", "awaiting_approval", "queued", "deploying", "verifying", *TERMINAL)
+
+
 def _states(value: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in value.split(",") if s.strip())
+    states = tuple(s.strip() for s in value.split(",") if s.strip())
+    unknown = [s for s in states if s not in STATES]
+    if unknown:
+        raise ClientError(f"'{unknown[0]}' is not a promotion state", hint=f"states: {', '.join(STATES)}")
+    return states
 
 
 def promote(

@@ -16,8 +16,8 @@ from conveyor.auth.permissions import may_act_on_environment
 from conveyor.auth.service import Principal
 from conveyor.clock import isoformat
 from conveyor.deployments.desired import config_sha256, recreate
-from conveyor.environments.service import applied_spec, get_environment
-from conveyor.errors import Conflict, Forbidden, InvalidRequest
+from conveyor.environments.service import applied_spec, get_environment, lock_environment
+from conveyor.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.spec import Spec
 from conveyor.store.tables import Deployment, Promotion
@@ -52,6 +52,11 @@ def current_spec(session: Session) -> Spec:
 
 def check_environment_action(spec: Spec, principal: Principal, environment: str, action: str) -> None:
     """Forbidden unless the caller's role may perform `action` in `environment`."""
+    if environment not in spec.environments:
+        raise NotFound(
+            f"environment '{environment}' is no longer in the applied conveyor.yaml",
+            hint="see `conveyor spec history` for when it was removed",
+        )
     allowed = spec.environments[environment].access.roles_for(action)
     if not may_act_on_environment(principal.role, action, allowed):
         who = ", ".join(allowed) or "nobody but admins"
@@ -144,6 +149,22 @@ def record_for_promotion(
     return _record(session, ctx, desired, digest, version, kind, now, promotion=promotion)
 
 
+def unfinished_rollback(session: Session, promotion_id: int) -> PlannedDeployment | None:
+    """A rollback a promotion recorded but the runtime has not taken yet (to apply again, not anew)."""
+    row = session.execute(
+        select(Deployment)
+        .where(
+            Deployment.promotion_id == promotion_id,
+            Deployment.kind == "rollback",
+            Deployment.finished_at.is_(None),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+    if row is None or row.desired is None:
+        return None
+    return PlannedDeployment(row.id, EnvironmentDesired.from_json(json.loads(row.desired)))
+
+
 def previous_release(session: Session, environment: str, before_id: int) -> Deployment | None:
     """The last release applied in `environment` before deployment `before_id` (what to return to)."""
     query = (
@@ -180,6 +201,7 @@ def begin(
     get_environment(session, environment)
     spec = current_spec(session)
     check_environment_action(spec, principal, environment, "deploy")
+    lock_environment(session, environment)
     refuse_while_promoting(session, environment)
     artifact = get_artifact(session, service, version)
     if artifact.kind != "bundle":
@@ -208,6 +230,7 @@ def replay(
     """Rollback (the previous release) or redeploy (the current one), same artifact and config."""
     get_environment(session, environment)
     check_environment_action(current_spec(session), principal, environment, "deploy")
+    lock_environment(session, environment)
     refuse_while_promoting(session, environment)
     applied = _applied(session, environment)
     if not applied:

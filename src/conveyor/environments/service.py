@@ -250,6 +250,14 @@ def list_environments(session: Session, include_removed: bool = False) -> list[E
     return list(session.execute(query).scalars())
 
 
+def lock_environment(session: Session, name: str) -> None:
+    """Hold environment `name`'s row until commit, so deployments into it take turns (PostgreSQL).
+
+    On SQLite a write transaction already holds the database's write lock.
+    """
+    session.execute(select(Environment.name).where(Environment.name == name).with_for_update())
+
+
 def get_environment(session: Session, name: str) -> Environment:
     """One live environment, or NotFound naming the close matches."""
     row = session.get(Environment, name)

@@ -3,7 +3,8 @@
 The rules, in order: a review counts only for the exact release it was given on (artifact digest
 plus resolved config hash), only while it has not expired, only from an eligible reviewer (a named
 approver or a holder of an approver role), never from the requester unless the policy allows self
-approval, and once per person. One valid rejection ends it, even if its author approves later.
+approval, and once per person. One valid rejection ends it, even if its author approves later, and
+whatever changed since: a rejection is of the promotion, not of one release.
 """
 
 from __future__ import annotations
@@ -110,9 +111,14 @@ def tally(
 def _why_not(
     policy: ApprovalPolicy, requester: str, release: str, review: Review, now: datetime
 ) -> str | None:
-    if review.release != release:
+    # a rejection ends the promotion whatever changed since; an approval holds only for its release
+    if review.decision == "approve" and review.release != release:
         return "given on another release (the artifact or its configuration changed since)"
-    if policy.expires_after is not None and now - review.at > policy.expires_after:
+    if (
+        review.decision == "approve"
+        and policy.expires_after is not None
+        and now - review.at > policy.expires_after
+    ):
         return f"expired (approvals last {policy.expires_after})"
     if review.user == requester and not policy.allow_self_approval:
         return "the requester cannot review their own promotion"

@@ -203,7 +203,25 @@ def _open_words(checks: Sequence[Check]) -> str:
     return "; ".join(f"{c.rule}: {c.reason}" for c in checks if c.ok is None)
 
 
+def _rejected(o: Observations, checks: tuple[Check, ...] = ()) -> Decision | None:
+    """A valid rejection ends the promotion in any state before it deploys."""
+    if o.approvals.required == 0 or not any(r.decision == "reject" for r in o.reviews):
+        return None
+    result = tally(o.approvals, o.requested_by, o.release, o.reviews, o.now)
+    if result.status != "rejected":
+        return None
+    review = next(r for r in o.reviews if r.user == result.rejected_by and r.decision == "reject")
+    why = f": {review.comment}" if review.comment else ""
+    words = result.explain(o.approvals)
+    return Decision(
+        "rejected", f"rejected by {result.rejected_by}{why}", (*checks, Check("approvals", False, words))
+    )
+
+
 def _gating(o: Observations) -> Decision:
+    rejected = _rejected(o)
+    if rejected is not None:
+        return rejected
     checks, to_run, failed = _gate_checks(o, "before")
     if failed is not None:
         reason = next(c.reason for c in checks if c.rule == f"gate {failed.name}")
@@ -226,14 +244,11 @@ def _after_gates(o: Observations, checks: tuple[Check, ...]) -> Decision:
 
 
 def _awaiting_approval(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
+    rejected = _rejected(o, checks)
+    if rejected is not None:
+        return rejected
     result = tally(o.approvals, o.requested_by, o.release, o.reviews, o.now)
     words = result.explain(o.approvals)
-    if result.status == "rejected":
-        review = next(r for r in o.reviews if r.user == result.rejected_by and r.decision == "reject")
-        why = f": {review.comment}" if review.comment else ""
-        return Decision(
-            "rejected", f"rejected by {result.rejected_by}{why}", (*checks, Check("approvals", False, words))
-        )
     if result.status == "approved":
         return _queued(o, (*checks, Check("approvals", True, words)))
     ignored = "; ".join(f"{user}: {why}" for user, why in result.ignored)
@@ -285,8 +300,15 @@ def _roll_back(o: Observations, why: str, checks: tuple[Check, ...]) -> Decision
 
 def _deploying(o: Observations) -> Decision:
     r = o.readiness
+    started = o.deploy_started_at or o.now
+    late = o.now - started > READY_DEADLINE
     if r is None or r.error:
         why = r.error if r and r.error else "no answer from the runtime yet"
+        if late:
+            check = Check("ready", False, why)
+            return _roll_back(
+                o, f"{o.version} was not confirmed ready within {_words(READY_DEADLINE)}: {why}", (check,)
+            )
         check = Check("ready", None, why)
         return Decision("deploying", f"waiting for the runtime: {why}", (check,), retry_at=o.now + POLL)
     if r.crashed:
@@ -295,8 +317,7 @@ def _deploying(o: Observations) -> Decision:
     if r.ready >= r.wanted > 0:
         check = Check("ready", True, f"{r.ready}/{r.wanted} instance(s) of {o.version} ready")
         return _verifying(o, (check,))
-    started = o.deploy_started_at or o.now
-    if o.now - started > READY_DEADLINE:
+    if late:
         check = Check("ready", False, f"{r.ready}/{r.wanted} ready after {READY_DEADLINE}")
         return _roll_back(o, f"{o.version} did not become ready within {_words(READY_DEADLINE)}", (check,))
     check = Check("ready", None, f"{r.ready}/{r.wanted} instance(s) of {o.version} ready")

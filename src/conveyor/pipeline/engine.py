@@ -26,11 +26,12 @@ from conveyor.artifacts.service import blob_path, get_artifact
 from conveyor.audit.log import AuditContext
 from conveyor.clock import Clock, isoformat
 from conveyor.deployments import service as deployments
-from conveyor.deployments.desired import recreate
-from conveyor.errors import ConveyorError
+from conveyor.deployments.desired import config_sha256, recreate
+from conveyor.environments.service import lock_environment
+from conveyor.errors import ConveyorError, InvalidRequest, NotFound
 from conveyor.pipeline import gate_eval, gate_exec, records
 from conveyor.pipeline import service as promotions
-from conveyor.pipeline.decide import TERMINAL_STATES, Decision, Readiness, decide
+from conveyor.pipeline.decide import HOLDING_STATES, TERMINAL_STATES, Decision, Readiness, decide
 from conveyor.pipeline.observe import gate_plans, observe
 from conveyor.pipeline.outcome import GateOutcome
 from conveyor.runtime.desired import EnvironmentDesired
@@ -136,21 +137,33 @@ class Engine:
                 return False
         try:
             self._advance(promotion_id)
+        except _Handled:
+            pass
         except Exception as exc:
             log.exception("promotion %s: step failed", promotion_id)
             self._retry_later(promotion_id, exc)
         return True
 
     def _retry_later(self, promotion_id: int, exc: Exception) -> None:
+        """A temporary error keeps the state and retries; a permanent one (bad input) fails the promotion."""
         why = exc.detail if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
         now = self.clock.now()
+        kill: list[int] = []
         with self.store.write() as session:
-            row = session.get(Promotion, promotion_id)
+            row = self._locked(session, promotion_id)
             if row is None or not records.holds_lease(row, self.owner, now):
                 return
-            row.reason = f"retrying after an error: {why}"
-            row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
-            records.release_lease(row)
+            if isinstance(exc, InvalidRequest | NotFound) and row.state not in HOLDING_STATES:
+                kill = self._persist_in(session, row, Decision("failed", f"cannot go on: {why}"), now)
+            else:
+                row.reason = f"retrying after an error: {why}"
+                row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
+                records.release_lease(row)
+        self._kill(kill)
+
+    def _locked(self, session: Session, promotion_id: int) -> Promotion | None:
+        """The promotion row, locked against concurrent API writes (cancel, review) until commit."""
+        return session.get(Promotion, promotion_id, with_for_update=True)
 
     def _renew(self, session: Session, row: Promotion) -> bool:
         now = self.clock.now()
@@ -162,75 +175,96 @@ class Engine:
 
     def _advance(self, promotion_id: int) -> None:
         self._collect(promotion_id)
+        self._reapply(promotion_id)
         readiness = self._readiness(promotion_id)
+        kill: list[int] = []
         with self.store.write() as session:
-            row = session.get(Promotion, promotion_id)
+            row = self._locked(session, promotion_id)
             if row is None or not self._renew(session, row):
                 return
-            spec = self._spec(session, row)
-            if spec is None:
-                return
-            now = self.clock.now()
-            decision = decide(observe(session, row, spec, now, readiness))
-            started = self._begin_gates(session, row, spec, decision)
-            token = row.step_token
-            if not (decision.deploy or decision.roll_back):
-                self._persist_in(session, row, decision, now, keep_lease=bool(started))
+            if row.state not in HOLDING_STATES:
+                # decisions that may deploy into one environment take turns (a row lock on PostgreSQL;
+                # SQLite's write lock already serialises them)
+                lock_environment(session, row.environment)
+            spec = self._spec(session, row, kill)
+            step = self._decide_in(session, row, spec, readiness, kill) if spec is not None else None
+        self._kill(kill)
+        if step is None:
+            return
+        decision, started, planned = step
         if started:
             self._run_gates(promotion_id, started)
             self._release(promotion_id)  # look again at once: the outcomes are in
-        elif decision.deploy:
-            self._deploy(promotion_id, token, decision)
-        elif decision.roll_back:
-            self._roll_back(promotion_id, token, decision)
+        elif planned is not None:
+            self._apply(promotion_id, planned, decision if decision.roll_back else None)
         self.wake()
 
-    def _spec(self, session: Session, row: Promotion) -> Spec | None:
+    def _decide_in(
+        self, session: Session, row: Promotion, spec: Spec, readiness: Readiness | None, kill: list[int]
+    ) -> tuple[Decision, list[int], deployments.PlannedDeployment | None]:
+        """Decide and record this step: gates to run outside, or a deployment to apply, or the new state."""
+        now = self.clock.now()
+        decision = decide(observe(session, row, spec, now, readiness))
+        started = self._begin_gates(session, row, spec, decision)
+        planned = None
+        if decision.deploy:
+            decision, planned = self._record_deploy(session, row, spec, decision, now)
+        elif decision.roll_back:
+            planned = self._record_rollback(session, row, now)
+            if planned is None:
+                decision = Decision("failed", decision.reason, decision.checks)
+        if planned is None:
+            kill += self._persist_in(session, row, decision, now, keep_lease=bool(started))
+        return decision, started, planned
+
+    def _spec(self, session: Session, row: Promotion, kill: list[int]) -> Spec | None:
+        """The applied spec; None (and the promotion cancelled) when its environment or service is gone."""
         spec = deployments.current_spec(session)
         if row.environment not in spec.environments or row.service not in spec.services:
             gone = row.environment if row.environment not in spec.environments else row.service
             why = f"'{gone}' was removed from conveyor.yaml"
-            self._persist_in(session, row, Decision("cancelled", why), self.clock.now())
+            kill += self._persist_in(session, row, Decision("cancelled", why), self.clock.now())
             return None
         return spec
 
     def _release(self, promotion_id: int) -> None:
         with self.store.write() as session:
-            row = session.get(Promotion, promotion_id)
+            row = self._locked(session, promotion_id)
             if row is not None and row.lease_owner == self.owner:
                 row.next_run_at = isoformat(self.clock.now())
                 records.release_lease(row)
 
-    def _persist(self, promotion_id: int, decision: Decision, **changes: Any) -> None:
-        now = self.clock.now()
-        with self.store.write() as session:
-            row = session.get(Promotion, promotion_id)
-            if row is None or not records.holds_lease(row, self.owner, now):
-                return
-            for key, value in changes.items():
-                setattr(row, key, value)
-            self._persist_in(session, row, decision, now)
-
     def _persist_in(
         self, session: Session, row: Promotion, decision: Decision, now: datetime, keep_lease: bool = False
-    ) -> None:
-        """Write the decision with its transition and audit event; give the lease back unless told not to."""
+    ) -> list[int]:
+        """Write the decision with its transition and audit event; give the lease back unless told not to.
+
+        Returns the command gate runs to stop once the transaction has committed.
+        """
+        kill: list[int] = []
         if decision.state in TERMINAL_STATES:
-            self._stop_gates(session, row, decision.state)
+            kill = records.stop_open_runs(session, row, decision.state, now)
         records.transition(session, ENGINE, row, decision, now)
         if decision.state == "succeeded":
             for started in promotions.follow_success(session, ENGINE, row, now):
                 log.info("promotion %s: %s", row.id, started)
         if not keep_lease:
             records.release_lease(row)
+        return kill
+
+    def _kill(self, run_ids: list[int]) -> None:
+        """Stop command gates (after the transaction that recorded why has committed)."""
+        for run_id in run_ids:
+            gate_exec.stop_command(gate_exec.run_dir(self.home, run_id))
 
     # -- gates ------------------------------------------------------------------------------
 
     def _collect(self, promotion_id: int) -> None:
         """Record what running gates reported; a run nobody is carrying out any more is lost."""
         now = self.clock.now()
+        kill: list[int] = []
         with self.store.write() as session:
-            row = session.get(Promotion, promotion_id)
+            row = self._locked(session, promotion_id)
             if row is None or not records.holds_lease(row, self.owner, now):
                 return
             spec = deployments.current_spec(session)
@@ -254,11 +288,14 @@ class Engine:
                     )
                     if status.outcome is not None:
                         self._finish_run(run, status.outcome, now)
+                        if status.timed_out:
+                            kill.append(run.id)
                     elif status.lost:
                         self._lose(run, now, "its process ended without reporting an exit status")
                 else:
                     # inline gates run inside a step; we hold the lease, so whoever ran it is gone
                     self._lose(run, now, "the worker running it stopped before it finished")
+        self._kill(kill)
 
     def _lose(self, run: GateRun, now: datetime, why: str) -> None:
         run.state = "lost"
@@ -336,6 +373,7 @@ class Engine:
             else:
                 results[run.id] = gate_eval.unsupported(gate.type)
         now = self.clock.now()
+        orphans: list[int] = []
         with self.store.write() as session:
             for run_id, outcome in results.items():
                 run = session.get(GateRun, run_id)
@@ -343,8 +381,11 @@ class Engine:
                     continue
                 if outcome is None:
                     run.pid = gate_exec.recorded_pid(gate_exec.run_dir(self.home, run_id))
+                    if run.state != "running":  # the promotion was cancelled while the command started
+                        orphans.append(run_id)
                 elif run.state == "running":
                     self._finish_run(run, outcome, now)
+        self._kill(orphans)
 
     def _gate_variables(self, row: Promotion, run: GateRun) -> dict[str, str]:
         variables = {
@@ -376,10 +417,6 @@ class Engine:
         paths = list(gate.paths) or [service.health.path]
         return gate_exec.smoke(url, row.version, paths, service.version_path, gate.expect_version)
 
-    def _stop_gates(self, session: Session, row: Promotion, ending: str) -> None:
-        for run_id in records.stop_open_runs(session, row, ending, self.clock.now()):
-            gate_exec.stop_command(gate_exec.run_dir(self.home, run_id))
-
     # -- runtime effects --------------------------------------------------------------------
 
     def _readiness(self, promotion_id: int) -> Readiness | None:
@@ -394,58 +431,98 @@ class Engine:
             return Readiness(0, 0, error=exc.detail)
         return readiness_of(observed, version)
 
-    def _deploy(self, promotion_id: int, token: int, decision: Decision) -> None:
-        now = self.clock.now()
-        with self.store.write() as session:
-            row = session.get(Promotion, promotion_id)
-            if row is None or not self._renew(session, row) or row.step_token != token:
-                return
-            spec = deployments.current_spec(session)
-            artifact = get_artifact(session, row.service, row.version)
-            bundle = str(blob_path(self.home / "artifacts", artifact.digest))
-            desired = recreate(spec, row.environment, row.service, row.version, row.digest, bundle)
-            planned = deployments.record_for_promotion(
-                session, ENGINE, desired, row.digest, row.version, "promotion", (row.id, token), now
-            )
-        self._apply(promotion_id, planned, decision, deployment_id=planned.deployment_id)
+    def _record_deploy(
+        self, session: Session, row: Promotion, spec: Spec, decision: Decision, now: datetime
+    ) -> tuple[Decision, deployments.PlannedDeployment | None]:
+        """Move to `deploying` and record the deployment, in the transaction that holds the environment."""
+        artifact = get_artifact(session, row.service, row.version)
+        bundle = str(blob_path(self.home / "artifacts", artifact.digest))
+        desired = recreate(spec, row.environment, row.service, row.version, row.digest, bundle)
+        if config_sha256(desired.env) != row.config_sha256:
+            # the configuration changed since the decision's release was computed: decide again
+            held = Decision("queued", "the configuration changed; checking approvals again", decision.checks)
+            return held, None
+        records.transition(session, ENGINE, row, decision, now)
+        planned = deployments.record_for_promotion(
+            session, ENGINE, desired, row.digest, row.version, "promotion", (row.id, row.step_token), now
+        )
+        row.deployment_id = planned.deployment_id
+        return decision, planned
 
-    def _roll_back(self, promotion_id: int, token: int, decision: Decision) -> None:
-        now = self.clock.now()
-        with self.store.write() as session:
+    def _record_rollback(
+        self, session: Session, row: Promotion, now: datetime
+    ) -> deployments.PlannedDeployment | None:
+        """Record the return to the previous release (an unfinished earlier attempt is reused)."""
+        assert row.deployment_id is not None
+        pending = deployments.unfinished_rollback(session, row.id)
+        if pending is not None:
+            return pending
+        previous = deployments.previous_release(session, row.environment, row.deployment_id)
+        if previous is None or previous.desired is None:
+            return None
+        row.step_token += 1  # the rollback is a step of its own
+        desired = EnvironmentDesired.from_json(json.loads(previous.desired))
+        return deployments.record_for_promotion(
+            session,
+            ENGINE,
+            desired,
+            previous.digest,
+            previous.version,
+            "rollback",
+            (row.id, row.step_token),
+            now,
+        )
+
+    def _reapply(self, promotion_id: int) -> None:
+        """A deployment recorded but not yet taken by the runtime (a refusal, a killed worker): apply it."""
+        with self.store.read() as session:
             row = session.get(Promotion, promotion_id)
-            if row is None or not self._renew(session, row) or row.step_token != token:
+            deployment = deployment_of(session, row) if row is not None and row.state == "deploying" else None
+            if deployment is None or deployment.finished_at is not None or deployment.desired is None:
                 return
-            assert row.deployment_id is not None
-            previous = deployments.previous_release(session, row.environment, row.deployment_id)
-            if previous is None or previous.desired is None:
-                self._persist_in(session, row, Decision("failed", decision.reason), now)
-                return
-            desired = EnvironmentDesired.from_json(json.loads(previous.desired))
-            planned = deployments.record_for_promotion(
-                session, ENGINE, desired, previous.digest, previous.version, "rollback", (row.id, token), now
-            )
-        self._apply(promotion_id, planned, decision)
+            desired = EnvironmentDesired.from_json(json.loads(deployment.desired))
+        self._apply(promotion_id, deployments.PlannedDeployment(deployment.id, desired), None, release=False)
 
     def _apply(
-        self, promotion_id: int, planned: deployments.PlannedDeployment, decision: Decision, **changes: Any
+        self,
+        promotion_id: int,
+        planned: deployments.PlannedDeployment,
+        then: Decision | None,
+        release: bool = True,
     ) -> None:
-        """Hand desired state to the runtime; on refusal stay put, say why, and retry with a new step."""
+        """Hand desired state to the runtime, then record it (and `then`, the decision it completes).
+
+        If the runtime refuses or cannot be reached, the deployment stays unfinished and the promotion
+        keeps its state with the reason; the next step applies the same desired state again.
+        """
         try:
             self.driver.apply(planned.desired)
         except ConveyorError as exc:
             now = self.clock.now()
             with self.store.write() as session:
-                deployments.finish(session, ENGINE, planned.deployment_id, exc.detail, now)
-                row = session.get(Promotion, promotion_id)
+                row = self._locked(session, promotion_id)
                 if row is not None and records.holds_lease(row, self.owner, now):
                     row.reason = f"the runtime did not take the change: {exc.detail}; retrying"
-                    row.step_token += 1  # the next attempt records a deployment of its own
                     row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
                     records.release_lease(row)
-            return
+            raise _Handled from None
+        now = self.clock.now()
+        kill: list[int] = []
         with self.store.write() as session:
-            deployments.finish(session, ENGINE, planned.deployment_id, None, self.clock.now())
-        self._persist(promotion_id, decision, **changes)
+            deployments.finish(session, ENGINE, planned.deployment_id, None, now)
+            row = self._locked(session, promotion_id)
+            if row is None or not records.holds_lease(row, self.owner, now):
+                return
+            if then is not None:
+                kill = self._persist_in(session, row, then, now)
+            elif release:
+                row.next_run_at = isoformat(now)
+                records.release_lease(row)
+        self._kill(kill)
+
+
+class _Handled(Exception):
+    """The step already recorded why it stopped; the caller only unwinds."""
 
 
 def readiness_of(observed: dict[str, Any], version: str) -> Readiness:

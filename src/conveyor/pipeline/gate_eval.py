@@ -62,7 +62,9 @@ def evaluate(
         )
         return _wait_for_evidence(outcome, started + SIGNATURE_GRACE, now)
     if kind == "previous-stage":
-        verdict = require_previous_stage(stages_of(spec), row.environment, succeeded_in(session, row.digest))
+        verdict = require_previous_stage(
+            stages_of(spec), row.environment, succeeded_in(session, row.service, row.digest)
+        )
         return GateOutcome("passed" if verdict.allowed else "failed", verdict.reason, {"digest": row.digest})
     if kind == "window":
         policy = WindowPolicy.from_spec(spec.environments[row.environment].windows)

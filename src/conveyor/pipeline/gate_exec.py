@@ -124,12 +124,13 @@ class CommandStatus:
 
     outcome: GateOutcome | None
     lost: bool = False
+    timed_out: bool = False  # the caller stops it, after recording the verdict
 
 
 def collect_command(
     directory: Path, command: str, started: datetime, timeout: timedelta, now: datetime
 ) -> CommandStatus:
-    """Read a command gate's result, stop it when its time is up, or report it lost."""
+    """Read a command gate's result, say when its time is up, or report it lost."""
     _reap()
     took = (now - started).total_seconds()
     evidence: dict[str, Any] = {"command": command, "output": "", "seconds": round(took, 3)}
@@ -145,9 +146,9 @@ def collect_command(
     pid = recorded_pid(directory)
     if pid is not None and _alive(pid, directory):
         if now - started > timeout:
-            _stop(pid)
             evidence["output"] = output_tail(directory)
-            return CommandStatus(GateOutcome("failed", f"`{command}` timed out after {timeout}", evidence))
+            failed = GateOutcome("failed", f"`{command}` timed out after {timeout}", evidence)
+            return CommandStatus(failed, timed_out=True)
         return CommandStatus(None)
     if pid is None and now - started < timedelta(seconds=10):
         return CommandStatus(None)  # the wrapper is starting

@@ -109,7 +109,7 @@ def observe(
         release=release_of(row),
         now=now,
         stages=stages_of(spec),
-        succeeded_in=frozenset(succeeded_in(session, row.digest)),
+        succeeded_in=frozenset(succeeded_in(session, row.service, row.digest)),
         gates=gate_plans(spec, row.environment),
         runs=runs,
         approvals=ApprovalPolicy.from_spec(env.approvals),
@@ -119,9 +119,7 @@ def observe(
         ],
         windows=WindowPolicy.from_spec(env.windows),
         override=Override(row.override_by, row.override_reason or "") if row.override_by else None,
-        blocked_by=blocked_by(session, row)
-        if row.state in ("queued", "awaiting_approval", "gating")
-        else None,
+        blocked_by=None if row.state in (*HOLDING_STATES, *TERMINAL_STATES) else blocked_by(session, row),
         deploy_started_at=deployment_started,
         readiness=readiness,
         has_previous_release=has_previous,

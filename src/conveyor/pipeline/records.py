@@ -34,28 +34,32 @@ def release_of(row: Promotion) -> str:
     return release_id(row.digest, row.config_sha256)
 
 
-def succeeded_in(session: Session, digest: str) -> set[str]:
-    """Environments where a promotion of this exact digest succeeded."""
+def succeeded_in(session: Session, service: str, digest: str) -> set[str]:
+    """Environments where a promotion of this exact build of `service` succeeded."""
     rows = session.execute(
-        select(Promotion.environment).where(Promotion.digest == digest, Promotion.state == "succeeded")
+        select(Promotion.environment).where(
+            Promotion.service == service, Promotion.digest == digest, Promotion.state == "succeeded"
+        )
     )
     return {name for (name,) in rows}
 
 
 def succeeded_by_digest(session: Session, service: str | None = None) -> dict[str, set[str]]:
-    """For every digest, the environments a promotion of it succeeded in (one query)."""
-    query = select(Promotion.digest, Promotion.environment).where(Promotion.state == "succeeded")
+    """For every `service@digest`, the environments a promotion of it succeeded in (one query)."""
+    query = select(Promotion.service, Promotion.digest, Promotion.environment).where(
+        Promotion.state == "succeeded"
+    )
     if service:
         query = query.where(Promotion.service == service)
     found: dict[str, set[str]] = {}
-    for digest, environment in session.execute(query):
-        found.setdefault(digest, set()).add(environment)
+    for service_name, digest, environment in session.execute(query):
+        found.setdefault(f"{service_name}@{digest}", set()).add(environment)
     return found
 
 
-def get_promotion(session: Session, promotion_id: int) -> Promotion:
-    """One promotion, or NotFound."""
-    row = session.get(Promotion, promotion_id)
+def get_promotion(session: Session, promotion_id: int, *, lock: bool = False) -> Promotion:
+    """One promotion, or NotFound; `lock` holds its row until commit (changes race the engine)."""
+    row = session.get(Promotion, promotion_id, with_for_update=lock)
     if row is None:
         newest = session.execute(select(func.max(Promotion.id))).scalar_one()
         have = f"promotions are numbered 1–{newest}" if newest else "there are no promotions yet"

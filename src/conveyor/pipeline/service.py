@@ -77,12 +77,14 @@ def request(
             hint="add it under `services:` and run `conveyor apply`",
         )
     artifact = get_artifact(session, service, version)
-    if artifact.kind != "bundle" and spec.services[service].command is not None:
+    if artifact.kind != "bundle":  # the only runtime today is the local one
         raise InvalidRequest(
             f"{service} {version} is an OCI image ({artifact.image}); the local runtime runs bundles",
             hint="register a .tar.gz bundle for local environments, or use the Kubernetes runtime",
         )
-    order = require_previous_stage(stages_of(spec), environment, succeeded_in(session, artifact.digest))
+    order = require_previous_stage(
+        stages_of(spec), environment, succeeded_in(session, service, artifact.digest)
+    )
     if not order.allowed:
         raise Conflict(
             f"cannot promote {service} {version} to {environment}: {order.reason}",
@@ -186,7 +188,7 @@ def review(
     now: datetime,
 ) -> ReviewRow:
     """Record an approval or rejection by `principal`, bound to the promotion's current release."""
-    row = get_promotion(session, promotion_id)
+    row = get_promotion(session, promotion_id, lock=True)
     spec = current_spec(session)
     env = spec.environments.get(row.environment)
     if env is None:
@@ -260,7 +262,7 @@ def cancel(
     session: Session, ctx: AuditContext, principal: Principal, promotion_id: int, reason: str, now: datetime
 ) -> Promotion:
     """Cancel a promotion that has not started deploying; its running gates are stopped by the engine."""
-    row = get_promotion(session, promotion_id)
+    row = get_promotion(session, promotion_id, lock=True)
     spec = current_spec(session)
     if principal.name != row.requested_by:
         check_environment_action(spec, principal, row.environment, "deploy")
@@ -268,7 +270,8 @@ def cancel(
         raise InvalidRequest("cancelling needs a reason", hint="pass --reason 'why'")
     if row.state not in CANCELLABLE_STATES:
         hint = (
-            f"it is {row.state}: abort the rollout or roll back with `conveyor rollback {row.environment}`"
+            f"it owns {row.environment}'s runtime now; it rolls back by itself if the new version is not "
+            f"ready within 5 minutes or fails verification; then `conveyor rollback {row.environment}` works"
             if row.state in HOLDING_STATES
             else None
         )
@@ -286,7 +289,7 @@ def rerun(
     now: datetime,
 ) -> list[str]:
     """Run failed gates (or one named gate) again; a promotion rejected by a gate returns to gating."""
-    row = get_promotion(session, promotion_id)
+    row = get_promotion(session, promotion_id, lock=True)
     spec = current_spec(session)
     check_environment_action(spec, principal, row.environment, "deploy")
     plans = {g.name: g for g in gate_plans(spec, row.environment)}
@@ -369,7 +372,7 @@ def override(
     session: Session, ctx: AuditContext, principal: Principal, promotion_id: int, reason: str, now: datetime
 ) -> Promotion:
     """Let a promotion out during a freeze or outside the change window (admins by default); audited."""
-    row = get_promotion(session, promotion_id)
+    row = get_promotion(session, promotion_id, lock=True)
     if not reason.strip():
         raise InvalidRequest("an override needs a reason", hint="pass --reason 'why this cannot wait'")
     if row.state in TERMINAL_STATES or row.state in HOLDING_STATES:

@@ -136,3 +136,10 @@ class TestNotJunit:
     def test_doctypes_and_entities_are_refused_before_expansion(self, content: bytes) -> None:
         with pytest.raises(InvalidRequest, match="declares a DOCTYPE or entities"):
             summarize_junit("unit", content)
+
+
+@pytest.mark.parametrize("count", ["inf", "1e400", "NaN-ish"])
+def test_a_count_that_is_not_a_finite_number_is_a_clear_error(count: str) -> None:
+    content = f'<testsuite name="s" tests="{count}" failures="0"/>'.encode()  # counts only
+    with pytest.raises(InvalidRequest, match="not a number"):
+        summarize_junit("unit", content)

@@ -240,3 +240,18 @@ class TestNotSarif:
         except InvalidRequest:
             return
         assert summary.total == sum(summary.counts.values())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x", "rules": 5}}, "results": []}]}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["rules-not-a-list", "nested-too-deep"],
+)
+def test_odd_shapes_are_a_clear_error_or_a_summary_never_a_crash(content: bytes) -> None:
+    try:
+        summarize_sarif("odd", content)
+    except InvalidRequest as exc:
+        assert "SARIF" in exc.detail or "JSON" in exc.detail

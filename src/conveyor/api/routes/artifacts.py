@@ -136,7 +136,7 @@ def list_artifacts(state: StateDep, service: str | None = None) -> list[dict[str
     with state.store.read() as session:
         passed = records.succeeded_by_digest(session, service)
         return [
-            {**public(a), "succeeded_in": sorted(passed.get(a.digest, ()))}
+            {**public(a), "succeeded_in": sorted(passed.get(f"{a.service}@{a.digest}", ()))}
             for a in artifacts.list_artifacts(session, service)
         ]
 
