@@ -35,6 +35,11 @@ class AppState:
     driver: RuntimeDriver
     engine: Engine | None = None
 
+    def wake_engine(self) -> None:
+        """Let the engine look at promotions now (a request, review or report just arrived)."""
+        if self.engine is not None:
+            self.engine.wake()
+
 
 def app_state(request: Request) -> AppState:
     """The shared server state `create_app` attached to the application."""

@@ -253,9 +253,8 @@ class Engine:
         return kill
 
     def _kill(self, run_ids: list[int]) -> None:
-        """Stop command gates (after the transaction that recorded why has committed)."""
-        for run_id in run_ids:
-            gate_exec.stop_command(gate_exec.run_dir(self.home, run_id))
+        """Stop command gates, after the transaction that recorded why has committed."""
+        gate_exec.stop_runs(self.home, run_ids)
 
     # -- gates ------------------------------------------------------------------------------
 

@@ -155,6 +155,12 @@ def collect_command(
     return CommandStatus(None, lost=True)
 
 
+def stop_runs(home: Path, run_ids: list[int]) -> None:
+    """Stop the command gates of these runs (call after the transaction that recorded why commits)."""
+    for run_id in run_ids:
+        stop_command(run_dir(home, run_id))
+
+
 def stop_command(directory: Path) -> None:
     """Stop a running command gate (a cancelled promotion)."""
     pid = recorded_pid(directory)

@@ -98,7 +98,7 @@ async def register(
             return _registered(session, ctx, result, state.clock.now()), result.created
 
     body, created = await run_in_threadpool(save)
-    _wake(state)
+    state.wake_engine()
     return JSONResponse(body, status_code=201 if created else 200)
 
 
@@ -112,11 +112,6 @@ def _registered(
     return body
 
 
-def _wake(state: StateDep) -> None:
-    if state.engine is not None:
-        state.engine.wake()
-
-
 @router.post("/images", **guarded("artifacts:write"))
 def register_image(body: ImageRegistration, state: StateDep, ctx: AuditDep) -> JSONResponse:
     """Register an OCI image, pinned by digest, as SERVICE VERSION; 201 new, 200 already there."""
@@ -126,7 +121,7 @@ def register_image(body: ImageRegistration, state: StateDep, ctx: AuditDep) -> J
             session, ctx, body.service, body.version, body.image, state.clock.now(), provenance
         )
         data = _registered(session, ctx, result, state.clock.now())
-    _wake(state)
+    state.wake_engine()
     return JSONResponse(data, status_code=201 if result.created else 200)
 
 
@@ -224,7 +219,7 @@ async def attach(
             return data, result.created
 
     data, created = await run_in_threadpool(save)
-    _wake(state)  # a gate may be waiting for this report
+    state.wake_engine()  # a gate may be waiting for this report
     return JSONResponse({**data, "created": created}, status_code=201 if created else 200)
 
 

@@ -90,11 +90,6 @@ def run_json(run: GateRun) -> dict[str, Any]:
     }
 
 
-def _wake(state: StateDep) -> None:
-    if state.engine is not None:
-        state.engine.wake()
-
-
 @router.post("/api/v1/environments/{name}/promotions", status_code=201, **guarded_environment("deploy"))
 def promote(
     name: str, body: PromoteRequest, state: StateDep, principal: PrincipalDep, ctx: AuditDep
@@ -103,7 +98,7 @@ def promote(
     with state.store.write() as session:
         row = promotions.request(session, ctx, principal, body.service, body.version, name, state.clock.now())
         data = public(row)
-    _wake(state)
+    state.wake_engine()
     return data
 
 
@@ -200,7 +195,7 @@ def _review(
     with state.store.write() as session:
         promotions.review(session, ctx, principal, promotion_id, decision, comment, state.clock.now())
         data = public(records.get_promotion(session, promotion_id))
-    _wake(state)
+    state.wake_engine()
     return data
 
 
@@ -229,8 +224,7 @@ def cancel(
         row = promotions.cancel(session, ctx, principal, promotion_id, body.reason, state.clock.now())
         commands = records.stop_open_runs(session, row, "cancelled", state.clock.now())
         data = public(row)
-    for run_id in commands:
-        gate_exec.stop_command(gate_exec.run_dir(state.settings.home, run_id))
+    gate_exec.stop_runs(state.settings.home, commands)
     return data
 
 
@@ -242,7 +236,7 @@ def rerun(
     with state.store.write() as session:
         names = promotions.rerun(session, ctx, principal, promotion_id, body.gate, state.clock.now())
         data = public(records.get_promotion(session, promotion_id))
-    _wake(state)
+    state.wake_engine()
     return {**data, "rerun": names}
 
 
@@ -254,5 +248,5 @@ def override(
     with state.store.write() as session:
         row = promotions.override(session, ctx, principal, promotion_id, body.reason, state.clock.now())
         data = public(row)
-    _wake(state)
+    state.wake_engine()
     return data
