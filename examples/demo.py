@@ -1,12 +1,18 @@
 """`make demo`: the journey Conveyor supports today, run for real in ./.demo with the real CLI.
 
 init → validate (and a broken file) → up → plan → apply → change → plan/apply/diff → users, roles,
-tokens → a denied action → status → deploy to development → a main build promoted to staging by
-itself through gates → production with two approvals → audit list / verify / export → down.
+tokens → a denied action → status → 1.0.0 built once: development by hand, staging by itself through
+tests, scans, load and chaos, production after two approvals → steady traffic on production →
+1.1.0 through every traffic step to 100% → 1.2.0 with a defect, rolled back by analysis on its own
+→ history → audit list / verify / export → down.
+
+Durations in the rollout policy run 100 times faster (CONVEYOR_TIME_SCALE=0.01): a 5-minute step
+takes 3 seconds. conveyor.yaml itself is unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import unittest
 import xml.etree.ElementTree as ET
@@ -61,6 +68,7 @@ def token_in(output: str) -> str:
 
 
 def main() -> None:
+    os.environ.setdefault("CONVEYOR_TIME_SCALE", "0.01")
     if (WORK / ".conveyor" / "server.pid").exists():
         subprocess.run(
             [*CONVEYOR, "down"],
@@ -128,7 +136,6 @@ def journey(spec: Path, text: str) -> None:
     step("Status: server, store, environments")
     run("status")
 
-    ship()
     promote(rita)
 
     step("The audit trail: who did what, from where; the hash chain verifies")
@@ -138,57 +145,33 @@ def journey(spec: Path, text: str) -> None:
     run("audit", "export", "--file", "audit.jsonl")
 
 
-def bundle(version: str) -> Path:
+def bundle(version: str, defect: dict[str, object] | None = None) -> Path:
     """Package the example app as a .tar.gz bundle, as CI would once per build."""
     path = WORK / f"web-{version}.tar.gz"
     (WORK / "VERSION").write_text(version + "\n")  # every build differs, as a real one would
     with tarfile.open(path, "w:gz") as tar:
         tar.add(ROOT / "examples/app/app.py", arcname="app.py")
         tar.add(WORK / "VERSION", arcname="VERSION")
+        if defect is not None:
+            (WORK / "defects.json").write_text(json.dumps(defect))
+            tar.add(WORK / "defects.json", arcname="defects.json")
     return path
 
 
-def ship() -> None:
-    """Register two builds, deploy them to development, and send real traffic through the router."""
-    port = int(re.search(r"port: (\d+)", (WORK / "conveyor.yaml").read_text()).group(1))  # type: ignore[union-attr]
-
-    step("CI registers each build once: digest computed, bytes stored content-addressed")
-    bundle("1.0.0")
-    run("artifact", "register", "web", "1.0.0", "--bundle", "web-1.0.0.tar.gz")
-    (WORK / "CHANGES").write_text("1.1.0: faster checkout\n")
-    with tarfile.open(WORK / "web-1.1.0.tar.gz", "w:gz") as tar:
-        tar.add(ROOT / "examples/app/app.py", arcname="app.py")
-        tar.add(WORK / "CHANGES", arcname="CHANGES")
-    run("artifact", "register", "web", "1.1.0", "--bundle", "web-1.1.0.tar.gz")
-    run("artifact", "register", "web", "1.1.0", "--bundle", "web-1.0.0.tar.gz", expect=1)
-    run("artifact", "list")
-
-    step("Deploy 1.0.0 to development: real processes behind the environment's router")
-    run("deploy", "web", "1.0.0", "--env", "development")
-    served = [httpx.get(f"http://127.0.0.1:{port}/", timeout=5) for _ in range(50)]
-    first = served[0]
-    print(f"$ curl -i http://127.0.0.1:{port}/   (50 times)")
-    header = first.headers.get("x-conveyor-version")
-    print(f"HTTP {first.status_code}, X-Conveyor-Version: {header}, {first.text}")
-    print(f"instances that answered: {sorted({r.json()['instance'] for r in served})}")
-    run("ps", "--env", "development")
-    run("traffic", "development")
-    run("logs", "development", "--lines", "2")
-
-    step("Deploy 1.1.0 (recreate): the router now sends everything to the new version")
-    run("deploy", "web", "1.1.0", "--env", "development")
-    answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-    print(f"$ curl http://127.0.0.1:{port}/\n{answer.text}")
+def router_port(environment: str) -> int:
+    return int(YAML().load(WORK / "conveyor.yaml")["environments"][environment]["router"]["port"])
 
 
 def demo_pipeline(spec: Path) -> None:
-    """The gates this Conveyor runs today; load, chaos, SLO and migration gates come later."""
+    """The gates and rollout settings this demo runs, sized for one laptop."""
     yaml = YAML()
     doc = yaml.load(spec)
-    staging, production = doc["environments"]["staging"], doc["environments"]["production"]
-    doc["environments"]["qa"]["promotion"]["gates"] = [
+    envs = doc["environments"]
+    staging, production = envs["staging"], envs["production"]
+    envs["qa"]["promotion"]["gates"] = [
         {"type": "command", "name": "unit-tests", "run": "python3 checks/test_app.py"},
     ]
+    chaos = [{"kind": "kill-instance", "count": 1}, {"kind": "latency", "delay": "100ms", "percent": "10%"}]
     staging["promotion"]["gates"] = [
         {"type": "command", "name": "unit-tests", "run": "python3 checks/test_app.py"},
         {"type": "scan", "fail_on": "high", "reports": ["sast"]},
@@ -200,9 +183,16 @@ def demo_pipeline(spec: Path) -> None:
             "run": "python3 checks/check_deployed.py",
         },
         {"type": "smoke"},
+        {"type": "load", "ramp_from": 1, "multiplier": 5, "duration": "5m"},
+        {"type": "chaos", "experiments": chaos, "duration": "5m"},
     ]
+    staging["scale"]["expected_rps"] = 50  # what one laptop can drive 5x of, next to everything else
     production["promotion"]["gates"] = [{"type": "previous-stage"}, {"type": "smoke"}, {"type": "window"}]
     production["windows"]["allow"] = []  # the demo may run on any day; freezes would still hold it
+    production["scale"]["instances"] = {"min": 2, "max": 6}
+    # the 1% step sees ~2 req/s of the demo's traffic: judge from 20 requests, and wait up to 30 s for them
+    production["strategy"]["analysis"]["min_requests"] = 20
+    production["strategy"]["analysis"]["inconclusive_limit"] = 60
     yaml.dump(doc, spec)
 
 
@@ -251,52 +241,128 @@ def newest_promotion(env: str) -> str:
     return str(json.loads(proc.stdout)[0]["id"])
 
 
-def promote(rita: str) -> None:
-    """Build once, promote many: main → staging through gates by itself, production after two approvals."""
-    spec = WORK / "conveyor.yaml"
-    port = int(YAML().load(spec)["environments"]["production"]["router"]["port"])
+class Traffic:
+    """Steady visitors on production's router from a few threads, counted by version and status."""
 
-    step("The gates: staging tests, scans and checks the deployed build; production needs two approvals")
+    def __init__(self, port: int, rps: float = 200.0, threads: int = 4) -> None:
+        self.port, self.pause = port, threads / rps
+        self.counts: dict[tuple[str, int], int] = {}
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.workers = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def start(self) -> Traffic:
+        for worker in self.workers:
+            worker.start()
+        return self
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5) as http:
+            while not self.stop_event.is_set():
+                http.cookies.clear()  # each request a new visitor: the router's weights decide
+                try:
+                    response = http.get("/checkout")
+                    key = (response.headers.get("x-conveyor-version", "?"), response.status_code)
+                except httpx.HTTPError:
+                    key = ("no answer", 0)
+                with self.lock:
+                    self.counts[key] = self.counts.get(key, 0) + 1
+                time.sleep(self.pause)
+
+    def report(self, title: str) -> None:
+        """Print what visitors saw since the last report, then start counting again."""
+        with self.lock:
+            counts, self.counts = self.counts, {}
+        print(f"traffic during {title}: {sum(counts.values()):,} requests")
+        for (version, status), n in sorted(counts.items()):
+            print(f"  {version:>9}  HTTP {status}: {n:,}")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for worker in self.workers:
+            worker.join(timeout=10)
+
+
+def ci_build(version: str, defect: dict[str, object] | None = None) -> None:
+    """What CI does once per build of main: unit tests, a scan, then one registration with provenance."""
+    junit_report(WORK / "unit.xml")
+    shutil.copy(ROOT / "examples/reports/web-sast.sarif", WORK / "sast.sarif")
+    bundle(version, defect)
+    commit = hashlib.sha1(version.encode()).hexdigest()[:10]
+    run(
+        "artifact", "register", "web", version, "--bundle", f"web-{version}.tar.gz",
+        "--branch", "main", "--commit", commit, "--build-url", f"https://ci.example.com/shop/runs/{version}",
+        "--sarif", "sast=sast.sarif", "--junit", "unit=unit.xml",
+    )  # fmt: skip
+
+
+def to_production(version: str, rita: str, sam: str, lee: str) -> None:
+    """Staging on its own, then production: a request and two approvals from other people."""
+    run("promotion", "wait", newest_promotion("staging"), "--timeout", "180")
+    run("promote", "web", version, "--to", "production", token=rita)
+    production = newest_promotion("production")
+    run("approve", production, "--comment", "staging is green", token=sam)
+    run("approve", production, "--comment", "rollback plan checked", token=lee)
+
+
+def promote(rita: str) -> None:
+    """Build once, promote many: three releases from main through staging to production."""
+    spec = WORK / "conveyor.yaml"
+
+    step("The gates: staging tests, scans, loads and breaks each build; production needs two approvals")
     demo_pipeline(spec)
     run("plan")
-    run("apply", "--yes", "--message", "the gates this demo runs", token=rita)
+    run("apply", "--yes", "--message", "the gates and rollout this demo runs", token=rita)
     sam = token_in(run("user", "add", "sam", "--role", "release-manager"))
     lee = token_in(run("user", "add", "lee", "--role", "release-manager"))
-
-    step("CI builds 1.2.0 from main once: unit tests, a scan report, then one registration with provenance")
     checks = WORK / "checks"
     checks.mkdir()
     for name in ("app.py", "test_app.py", "check_deployed.py"):
         shutil.copy(ROOT / "examples/app" / name, checks / name)
-    junit_report(WORK / "unit.xml")
-    shutil.copy(ROOT / "examples/reports/web-sast.sarif", WORK / "sast.sarif")
-    bundle("1.2.0")
-    run(
-        "artifact", "register", "web", "1.2.0", "--bundle", "web-1.2.0.tar.gz",
-        "--branch", "main", "--commit", "9f3c2e1a7b", "--build-url", "https://ci.example.com/shop/runs/1042",
-        "--sarif", "sast=sast.sarif", "--junit", "unit=unit.xml",
-    )  # fmt: skip
 
-    step("main builds reach staging by themselves: gates before the deployment, checks after it")
-    staging = newest_promotion("staging")
-    run("promotion", "wait", staging, "--timeout", "180")
-    run("promotion", "show", staging)
+    step("CI builds 1.0.0 from main once; the same bytes go to development by hand")
+    ci_build("1.0.0")
+    with tarfile.open(WORK / "web-1.0.0-rebuilt.tar.gz", "w:gz") as tar:
+        tar.add(ROOT / "examples/app/app.py", arcname="app.py")  # other bytes under the same version
+    run("artifact", "register", "web", "1.0.0", "--bundle", "web-1.0.0-rebuilt.tar.gz", expect=1)
+    run("deploy", "web", "1.0.0", "--env", "development")
+    dev = router_port("development")
+    served = [httpx.get(f"http://127.0.0.1:{dev}/", timeout=5) for _ in range(20)]
+    print(f"$ curl -i http://127.0.0.1:{dev}/   (20 times)")
+    print(f"HTTP {served[0].status_code}, X-Conveyor-Version: {served[0].headers.get('x-conveyor-version')}")
+    print(f"instances that answered: {sorted({r.json()['instance'] for r in served})}")
+    run("ps", "--env", "development")
 
-    step("Production: a release manager asks; the requester never counts as a reviewer")
-    run("promote", "web", "1.2.0", "--to", "production", "--wait", "60", token=rita)
-    production = newest_promotion("production")
-    run("explain", production)
-    run("approve", production, token=rita, expect=1)
+    step(
+        "1.0.0 reaches staging by itself (tests, scan, load 1-5x, chaos), then production after two approvals"
+    )
+    to_production("1.0.0", rita, sam, lee)
+    run("promotion", "wait", newest_promotion("production"), "--timeout", "180")
+    run("promotion", "show", newest_promotion("staging"))
+    port = router_port("production")
+    traffic = Traffic(port).start()
+    print(f"(steady traffic now flows to production's router on port {port}: ~200 visitors/s)")
+    try:
+        step("1.1.0, a healthy release: traffic moves 1% → 10% → 50% → 100% while analysis watches")
+        ci_build("1.1.0")
+        traffic.report("1.0.0 in production")
+        to_production("1.1.0", rita, sam, lee)
+        run("rollout", "watch", "production", "--interval", "0.5", "--timeout", "150")
+        traffic.report("the 1.1.0 rollout")
 
-    step("Two other release managers approve this exact release (artifact digest + configuration)")
-    run("approve", production, "--comment", "staging gauntlet is green", token=sam)
-    run("approve", production, "--comment", "rollback plan checked", token=lee)
-    run("promotion", "wait", production, "--timeout", "180")
+        step("1.2.0 ships a defect in a code path only production's settings turn on (ENABLE_METRICS)")
+        ci_build("1.2.0", defect={"error_rate": 0.3, "only_if": "ENABLE_METRICS"})
+        to_production("1.2.0", rita, sam, lee)
+        run("rollout", "watch", "production", "--interval", "0.5", "--timeout", "150", expect=1)
+        time.sleep(1.0)
+        traffic.report("the 1.2.0 rollout and its rollback")
+        run("rollout", "status", "production")
+    finally:
+        traffic.stop()
     answer = httpx.get(f"http://127.0.0.1:{port}/version", timeout=5)
     print(f"$ curl http://127.0.0.1:{port}/version\n{answer.text}")
     run("history", "production")
-    run("artifact", "show", "web", "1.2.0")
-    run("promotion", "list")
+    run("artifact", "show", "web", "1.1.0")
 
 
 if __name__ == "__main__":

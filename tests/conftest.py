@@ -139,10 +139,10 @@ class Server:
         return (self.home / "server.log").read_text(errors="replace")
 
 
-def start_server(workdir: Path, database_url: str) -> Server:
-    """`conveyor up` on a free port in a fresh home under `workdir`."""
+def start_server(workdir: Path, database_url: str, env: dict[str, str] | None = None) -> Server:
+    """`conveyor up` on a free port in a fresh home under `workdir` (`env` reaches server and agent)."""
     home = workdir / ".conveyor"
-    cli = Cli(home, {"CONVEYOR_DATABASE_URL": database_url})
+    cli = Cli(home, {"CONVEYOR_DATABASE_URL": database_url, **(env or {})})
     port = free_port()
     cli("up", "--port", str(port), "--agent-port", str(free_port()), check=True)
     creds = json.loads((home / "credentials").read_text())

@@ -9,6 +9,10 @@ through environment variables or at run time with `POST /_fault` (a JSON body):
     APP_CRASH_AFTER / "crash_after" exit abruptly after this many more requests (0: never)
     "crash": true                   exit abruptly right away
 
+A build can also ship a defect: a `defects.json` next to this file, read at start, such as
+`{"error_rate": 0.3, "only_if": "ENABLE_METRICS"}` (a share of requests fails, but only where that
+setting is true, the way a bug in a code path only production turns on slips past staging).
+
 Conveyor passes PORT, CONVEYOR_ENV, CONVEYOR_VERSION and the environment's config.
 """
 
@@ -56,6 +60,20 @@ class Faults:
 
 
 FAULTS = Faults()
+
+
+def load_defects(path: str) -> None:
+    """Apply the defect a build shipped with, where its setting is on."""
+    try:
+        with open(path) as handle:
+            defect = json.load(handle)
+    except FileNotFoundError:
+        return
+    setting = defect.pop("only_if", None)
+    if setting is None or os.environ.get(setting, "").lower() in ("1", "true", "yes"):
+        FAULTS.update(defect)
+
+
 VERSION = os.environ.get("CONVEYOR_VERSION", "0.0.0-dev")
 ENVIRONMENT = os.environ.get("CONVEYOR_ENV", "local")
 INSTANCE = os.environ.get("CONVEYOR_INSTANCE", str(os.getpid()))
@@ -150,6 +168,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    load_defects(os.path.join(os.path.dirname(os.path.abspath(__file__)), "defects.json"))
     port = int(os.environ.get("PORT", "8080"))
     ThreadingHTTPServer.request_queue_size = 128  # the default backlog of 5 drops bursts of connections
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

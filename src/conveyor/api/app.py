@@ -20,6 +20,7 @@ from conveyor.api.routes import (
     audit,
     environments,
     promotions,
+    rollouts,
     runtime,
     spec,
     system,
@@ -105,7 +106,18 @@ def create_app(
     )
     app.state.conveyor = state
     errors.install(app)
-    for module in (system, spec, environments, artifacts, promotions, runtime, users, tokens, audit):
+    for module in (
+        system,
+        spec,
+        environments,
+        artifacts,
+        promotions,
+        rollouts,
+        runtime,
+        users,
+        tokens,
+        audit,
+    ):
         app.include_router(module.router)
 
     @app.get("/openapi.json", tags=["system"], include_in_schema=True, **guarded("status:read"))

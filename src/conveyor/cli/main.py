@@ -11,6 +11,7 @@ from conveyor.cli import (
     artifact_cmds,
     audit_cmds,
     promotion_cmds,
+    rollout_cmds,
     runtime_cmds,
     server_cmds,
     spec_cmds,
@@ -56,6 +57,7 @@ spec_cmds.register(app)
 server_cmds.register(app)
 runtime_cmds.register(app)
 promotion_cmds.register(app)
+rollout_cmds.register(app)
 app.add_typer(user_cmds.app, name="user")
 app.command("whoami")(user_cmds.whoami)
 app.add_typer(token_cmds.app, name="token")

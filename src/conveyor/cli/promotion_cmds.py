@@ -57,7 +57,16 @@ def _finish(data: dict[str, Any], output: Output, until: tuple[str, ...]) -> Non
         raise typer.Exit(1)
 
 
-STATES = ("requested", "gating", "awaiting_approval", "queued", "deploying", "verifying", *TERMINAL)
+STATES = (
+    "requested",
+    "gating",
+    "awaiting_approval",
+    "queued",
+    "deploying",
+    "verifying",
+    "rolling_out",
+    *TERMINAL,
+)
 
 
 def _states(value: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from conveyor.clock import isoformat
 from conveyor.deployments.desired import config_sha256, recreate
 from conveyor.environments.service import applied_spec, get_environment, lock_environment
 from conveyor.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from conveyor.pipeline.decide import HOLDING_STATES
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.spec import Spec
 from conveyor.store.tables import Deployment, Promotion
@@ -28,7 +29,7 @@ def refuse_while_promoting(session: Session, environment: str) -> None:
     busy = (
         session.execute(
             select(Promotion)
-            .where(Promotion.environment == environment, Promotion.state.in_(("deploying", "verifying")))
+            .where(Promotion.environment == environment, Promotion.state.in_(HOLDING_STATES))
             .limit(1)
         )
         .scalars()
@@ -92,6 +93,7 @@ def _record(
     now: datetime,
     *,
     promotion: tuple[int, int] | None = None,
+    strategy: str = "recreate",
 ) -> PlannedDeployment:
     promotion_id, step_token = promotion or (None, None)
     row = Deployment(
@@ -99,7 +101,7 @@ def _record(
         service=desired.service,
         version=version,
         digest=digest,
-        strategy="recreate",
+        strategy=strategy,
         config_sha256=config_sha256(desired.env),
         created_at=isoformat(now),
         created_by=ctx.actor,
@@ -121,7 +123,7 @@ def _record(
         details={
             "deployment": row.id,
             "digest": digest,
-            "strategy": "recreate",
+            "strategy": strategy,
             "promotion": promotion_id,
         },
     )
@@ -137,6 +139,7 @@ def record_for_promotion(
     kind: str,
     promotion: tuple[int, int],
     now: datetime,
+    strategy: str = "recreate",
 ) -> PlannedDeployment:
     """Record a deployment a promotion makes at one step; the same step finds its earlier record."""
     promotion_id, step_token = promotion
@@ -146,7 +149,7 @@ def record_for_promotion(
     if existing is not None and existing.desired is not None:
         # a worker that died after recording this step: re-apply the same desired state (declarative)
         return PlannedDeployment(existing.id, EnvironmentDesired.from_json(json.loads(existing.desired)))
-    return _record(session, ctx, desired, digest, version, kind, now, promotion=promotion)
+    return _record(session, ctx, desired, digest, version, kind, now, promotion=promotion, strategy=strategy)
 
 
 def unfinished_rollback(session: Session, promotion_id: int) -> PlannedDeployment | None:

@@ -5,14 +5,18 @@ environment, the runtime's readiness), calls `decide`, carries out the `Decision
 idempotently and persists the new state. `explain` calls the same function without effects, so
 the words a person reads are the words the engine acted on.
 
-    requested → gating → awaiting_approval → queued → deploying → verifying → succeeded
+    requested → gating → awaiting_approval → queued → deploying → verifying [→ rolling_out] → succeeded
     exits: rejected (gate or reviewer), cancelled, failed, rolled_back
+
+A weighted strategy (blue/green, canary) starts the new version beside the stable one with no public
+traffic; after-deploy gates test it there; `rolling_out` then moves traffic in steps, each decided by
+the pure rollout planner (conveyor.rollout.plan).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -25,12 +29,21 @@ from conveyor.pipeline.guards import (
     change_window,
     require_previous_stage,
 )
+from conveyor.rollout.plan import Action, RolloutObservation, RolloutPolicy, RolloutState, plan
 
-ACTIVE_STATES = ("requested", "gating", "awaiting_approval", "queued", "deploying", "verifying")
+ACTIVE_STATES = (
+    "requested",
+    "gating",
+    "awaiting_approval",
+    "queued",
+    "deploying",
+    "verifying",
+    "rolling_out",
+)
 TERMINAL_STATES = ("succeeded", "rejected", "cancelled", "failed", "rolled_back")
 STATES = ACTIVE_STATES + TERMINAL_STATES
 # states in which the environment's runtime belongs to this promotion
-HOLDING_STATES = ("deploying", "verifying")
+HOLDING_STATES = ("deploying", "verifying", "rolling_out")
 
 # how long a new version may take to become ready before the release is rolled back
 READY_DEADLINE = timedelta(minutes=5)
@@ -73,6 +86,15 @@ class Readiness:
 
 
 @dataclass(frozen=True)
+class RolloutView:
+    """A weighted rollout's policy, stored state and this tick's observation."""
+
+    policy: RolloutPolicy
+    state: RolloutState
+    observation: RolloutObservation
+
+
+@dataclass(frozen=True)
 class Observations:
     """Everything `decide` needs; built by the engine from the store and the runtime."""
 
@@ -95,6 +117,7 @@ class Observations:
     deploy_started_at: datetime | None = None
     readiness: Readiness | None = None
     has_previous_release: bool = False
+    rollout: RolloutView | None = None  # set when the environment's strategy shifts traffic in steps
 
 
 @dataclass(frozen=True)
@@ -127,6 +150,7 @@ class Decision:
     deploy: bool = False
     roll_back: bool = False
     retry_at: datetime | None = None
+    rollout: Action | None = None  # the rollout planner's action this step, if one ran
 
     def to_json(self) -> dict[str, Any]:
         """JSON form stored with the promotion."""
@@ -149,6 +173,7 @@ def decide(o: Observations) -> Decision:
         "queued": _queued,
         "deploying": _deploying,
         "verifying": _verifying,
+        "rolling_out": _rolling_out,
     }[o.state]
     return step(o)
 
@@ -298,7 +323,18 @@ def _roll_back(o: Observations, why: str, checks: tuple[Check, ...]) -> Decision
     return Decision("failed", f"{why}; {o.environment} had no earlier release to return to", checks)
 
 
+def _aborted(o: Observations) -> Decision | None:
+    """`conveyor rollout abort` before traffic moved: go back to the stable release."""
+    if o.rollout is None or not o.rollout.observation.abort_requested:
+        return None
+    why = f"aborted before any traffic moved by {o.rollout.observation.abort_requested}"
+    return _roll_back(o, why, (Check("rollout", False, why),))
+
+
 def _deploying(o: Observations) -> Decision:
+    aborted = _aborted(o)
+    if aborted is not None:
+        return aborted
     r = o.readiness
     started = o.deploy_started_at or o.now
     late = o.now - started > READY_DEADLINE
@@ -325,6 +361,9 @@ def _deploying(o: Observations) -> Decision:
 
 
 def _verifying(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
+    aborted = _aborted(o)
+    if aborted is not None:
+        return aborted
     gate_checks, to_run, failed = _gate_checks(o, "after")
     all_checks = (*checks, *gate_checks)
     if failed is not None:
@@ -338,7 +377,26 @@ def _verifying(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
             run_gates=tuple(to_run),
             retry_at=_earliest(gate_checks, o.now, POLL),
         )
+    if o.rollout is not None:
+        return _rolling_out(o, all_checks)
     return Decision("succeeded", f"{o.service} {o.version} runs in {o.environment}", all_checks)
+
+
+def _rolling_out(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
+    """Traffic steps: the planner's action becomes the promotion's decision."""
+    if o.rollout is None:  # the strategy changed to recreate mid-flight: the new version already serves
+        return Decision("succeeded", f"{o.service} {o.version} runs in {o.environment}", checks)
+    view = o.rollout
+    action = plan(view.policy, view.state, view.observation)
+    if action.kind == "abort":
+        decision = _roll_back(o, action.reason, (*checks, Check("rollout", False, action.reason)))
+        return replace(decision, rollout=action)
+    if action.kind == "complete":
+        words = f"{o.service} {o.version} runs in {o.environment}: {action.reason}"
+        return Decision("succeeded", words, (*checks, Check("rollout", True, action.reason)), rollout=action)
+    check = Check("rollout", None, action.reason, action.next_at)
+    retry = action.next_at or o.now + POLL
+    return Decision("rolling_out", action.reason, (*checks, check), retry_at=retry, rollout=action)
 
 
 def _words(delta: timedelta) -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import socket
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -29,11 +31,15 @@ from conveyor.deployments import service as deployments
 from conveyor.deployments.desired import config_sha256, recreate
 from conveyor.environments.service import lock_environment
 from conveyor.errors import ConveyorError, InvalidRequest, NotFound
-from conveyor.pipeline import gate_eval, gate_exec, records
+from conveyor.pipeline import gate_eval, gate_exec, gate_proc, records
 from conveyor.pipeline import service as promotions
 from conveyor.pipeline.decide import HOLDING_STATES, TERMINAL_STATES, Decision, Readiness, decide
 from conveyor.pipeline.observe import gate_plans, observe
 from conveyor.pipeline.outcome import GateOutcome
+from conveyor.rollout import reconcile
+from conveyor.rollout import records as rollouts
+from conveyor.rollout.analysis import Verdict
+from conveyor.rollout.policy import time_scale
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.runtime.driver import RuntimeDriver
 from conveyor.spec import Spec
@@ -122,6 +128,7 @@ class Engine:
                 break
             if self.step(promotion_id):
                 stepped += 1
+        self._retire_due()
         return stepped
 
     # -- one step ---------------------------------------------------------------------------
@@ -177,6 +184,7 @@ class Engine:
         self._collect(promotion_id)
         self._reapply(promotion_id)
         readiness = self._readiness(promotion_id)
+        verdict = self._measure(promotion_id)
         kill: list[int] = []
         with self.store.write() as session:
             row = self._locked(session, promotion_id)
@@ -187,25 +195,34 @@ class Engine:
                 # SQLite's write lock already serialises them)
                 lock_environment(session, row.environment)
             spec = self._spec(session, row, kill)
-            step = self._decide_in(session, row, spec, readiness, kill) if spec is not None else None
+            step = self._decide_in(session, row, spec, readiness, verdict, kill) if spec is not None else None
         self._kill(kill)
         if step is None:
             return
-        decision, started, planned = step
+        decision, started, planned, traffic = step
         if started:
             self._run_gates(promotion_id, started)
             self._release(promotion_id)  # look again at once: the outcomes are in
         elif planned is not None:
             self._apply(promotion_id, planned, decision if decision.roll_back else None)
+        elif traffic is not None:
+            self._apply_traffic(promotion_id, traffic)
         self.wake()
 
     def _decide_in(
-        self, session: Session, row: Promotion, spec: Spec, readiness: Readiness | None, kill: list[int]
-    ) -> tuple[Decision, list[int], deployments.PlannedDeployment | None]:
-        """Decide and record this step: gates to run outside, or a deployment to apply, or the new state."""
+        self,
+        session: Session,
+        row: Promotion,
+        spec: Spec,
+        readiness: Readiness | None,
+        verdict: Verdict | None,
+        kill: list[int],
+    ) -> tuple[Decision, list[int], deployments.PlannedDeployment | None, EnvironmentDesired | None]:
+        """Decide and record this step: gates to run, a deployment or weights to apply, or the new state."""
         now = self.clock.now()
-        decision = decide(observe(session, row, spec, now, readiness))
+        decision = decide(observe(session, row, spec, now, readiness, verdict))
         started = self._begin_gates(session, row, spec, decision)
+        traffic = reconcile.record_action(session, ENGINE, row, decision, verdict, now)
         planned = None
         if decision.deploy:
             decision, planned = self._record_deploy(session, row, spec, decision, now)
@@ -215,7 +232,7 @@ class Engine:
                 decision = Decision("failed", decision.reason, decision.checks)
         if planned is None:
             kill += self._persist_in(session, row, decision, now, keep_lease=bool(started))
-        return decision, started, planned
+        return decision, started, planned, traffic
 
     def _spec(self, session: Session, row: Promotion, kill: list[int]) -> Spec | None:
         """The applied spec; None (and the promotion cancelled) when its environment or service is gone."""
@@ -276,15 +293,18 @@ class Engine:
                 if run.state != "running":
                     continue
                 gate = gates.get(run.name)
-                if gate is not None and gate.type == "command":
+                if gate is not None and gate.type in ("command", *gate_proc.PROCESS_GATES):
                     directory = gate_exec.run_dir(self.home, run.id)
                     status = gate_exec.collect_command(
                         directory,
-                        gate.run,
+                        gate.run if gate.type == "command" else f"{gate.type} gate",
                         records.parse_time(run.started_at) or now,
                         timedelta(seconds=gate.timeout.seconds),
                         now,
                     )
+                    if status.outcome is not None and gate.type != "command" and not status.timed_out:
+                        # the gate process wrote its verdict before exiting; without one it broke
+                        status = gate_exec.CommandStatus(gate_proc.read_outcome(directory) or status.outcome)
                     if status.outcome is not None:
                         self._finish_run(run, status.outcome, now)
                         if status.timed_out:
@@ -367,6 +387,8 @@ class Engine:
                 env = gate_exec.gate_environment(self._gate_variables(row, run))
                 gate_exec.start_command(gate_exec.run_dir(self.home, run.id), gate.run, self.home.parent, env)
                 results[run.id] = None
+            elif gate.type in gate_proc.PROCESS_GATES:
+                results[run.id] = self._start_process_gate(row, spec, gate, run)
             elif gate.type == "smoke":
                 results[run.id] = self._smoke(row, spec, gate)
             else:
@@ -385,6 +407,34 @@ class Engine:
                 elif run.state == "running":
                     self._finish_run(run, outcome, now)
         self._kill(orphans)
+
+    def _start_process_gate(self, row: Promotion, spec: Spec, gate: Any, run: GateRun) -> GateOutcome | None:
+        """Start a load or chaos gate detached, against the new version through the router."""
+        url = self._router_url(row.environment)
+        if url is None:
+            return GateOutcome(
+                "failed", f"{row.environment} has no router to send the {gate.type} gate through"
+            )
+        environment = spec.environments[row.environment]
+        directory = gate_exec.run_dir(self.home, run.id)
+        job = {
+            "kind": gate.type,
+            "gate": gate.model_dump(mode="json"),
+            "slos": environment.slos.model_dump(mode="json"),
+            "expected_rps": environment.scale.expected_rps,
+            "url": url,
+            "version": row.version,
+            "environment": row.environment,
+            "scale": time_scale(),
+            "home": str(self.home),
+        }
+        gate_proc.write_job(directory, job)
+        variables = {"CONVEYOR_HOME": str(self.home)}
+        if os.environ.get("CONVEYOR_AGENT_URL"):
+            variables["CONVEYOR_AGENT_URL"] = os.environ["CONVEYOR_AGENT_URL"]
+        command = shlex.join([sys.executable, "-m", "conveyor.pipeline.gate_proc", str(directory)])
+        gate_exec.start_command(directory, command, self.home.parent, gate_exec.gate_environment(variables))
+        return None
 
     def _gate_variables(self, row: Promotion, run: GateRun) -> dict[str, str]:
         variables = {
@@ -421,7 +471,7 @@ class Engine:
     def _readiness(self, promotion_id: int) -> Readiness | None:
         with self.store.read() as session:
             row = session.get(Promotion, promotion_id)
-            if row is None or row.state != "deploying":
+            if row is None or row.state not in ("deploying", "rolling_out"):
                 return None
             environment, version = row.environment, row.version
         try:
@@ -442,10 +492,22 @@ class Engine:
             held = Decision("queued", "the configuration changed; checking approvals again", decision.checks)
             return held, None
         records.transition(session, ENGINE, row, decision, now)
+        first = reconcile.start(session, ENGINE, row, spec, desired, now)
+        strategy = spec.environments[row.environment].strategy.type if first is not None else "recreate"
         planned = deployments.record_for_promotion(
-            session, ENGINE, desired, row.digest, row.version, "promotion", (row.id, row.step_token), now
+            session,
+            ENGINE,
+            desired,
+            row.digest,
+            row.version,
+            "promotion",
+            (row.id, row.step_token),
+            now,
+            strategy=strategy,
         )
         row.deployment_id = planned.deployment_id
+        if first is not None:  # the release's record runs it alone; the runtime gets it beside stable first
+            planned = deployments.PlannedDeployment(planned.deployment_id, first)
         return decision, planned
 
     def _record_rollback(
@@ -473,14 +535,32 @@ class Engine:
         )
 
     def _reapply(self, promotion_id: int) -> None:
-        """A deployment recorded but not yet taken by the runtime (a refusal, a killed worker): apply it."""
+        """A deployment or traffic step recorded but not yet taken by the runtime (a refusal, a killed
+        worker): apply the same desired state again."""
         with self.store.read() as session:
             row = session.get(Promotion, promotion_id)
-            deployment = deployment_of(session, row) if row is not None and row.state == "deploying" else None
-            if deployment is None or deployment.finished_at is not None or deployment.desired is None:
+            if row is None or row.state not in HOLDING_STATES:
                 return
-            desired = EnvironmentDesired.from_json(json.loads(deployment.desired))
-        self._apply(promotion_id, deployments.PlannedDeployment(deployment.id, desired), None, release=False)
+            rollout = rollouts.rollout_of(session, row.id)
+            deployment = deployment_of(session, row) if row.state == "deploying" else None
+            if deployment is not None and deployment.finished_at is None and deployment.desired is not None:
+                if rollout is not None and rollout.phase in rollouts.MOVING:
+                    desired = reconcile.runtime_desired(session, rollout)
+                else:
+                    desired = EnvironmentDesired.from_json(json.loads(deployment.desired))
+                planned = deployments.PlannedDeployment(deployment.id, desired)
+            elif (
+                rollout is not None
+                and rollout.phase in rollouts.MOVING
+                and rollout.applied != reconcile.wanted(rollout)
+            ):
+                planned, traffic = None, reconcile.runtime_desired(session, rollout)
+            else:
+                return
+        if planned is not None:
+            self._apply(promotion_id, planned, None, release=False)
+        else:
+            self._apply_traffic(promotion_id, traffic, release=False)
 
     def _apply(
         self,
@@ -509,6 +589,7 @@ class Engine:
         kill: list[int] = []
         with self.store.write() as session:
             deployments.finish(session, ENGINE, planned.deployment_id, None, now)
+            self._mark_applied(session, promotion_id)
             row = self._locked(session, promotion_id)
             if row is None or not records.holds_lease(row, self.owner, now):
                 return
@@ -518,6 +599,70 @@ class Engine:
                 row.next_run_at = isoformat(now)
                 records.release_lease(row)
         self._kill(kill)
+
+    # -- rollouts -----------------------------------------------------------------------------
+
+    def _measure(self, promotion_id: int) -> Verdict | None:
+        """Judge both versions' metrics when the rollout's analysis is due (outside any transaction)."""
+        with self.store.read() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None or row.state != "rolling_out":
+                return None
+            rollout = rollouts.rollout_of(session, promotion_id)
+            if rollout is None:
+                return None
+            session.expunge(rollout)
+        return reconcile.measure(rollout, self.driver, self.clock.now())
+
+    def _mark_applied(self, session: Session, promotion_id: int) -> None:
+        rollout = rollouts.rollout_of(session, promotion_id)
+        if rollout is not None and rollout.phase not in ("aborted", "superseded"):
+            rollout.applied = reconcile.wanted(rollout)
+
+    def _apply_traffic(self, promotion_id: int, desired: EnvironmentDesired, release: bool = True) -> None:
+        """Hand a rollout step's weights to the runtime, then mark the step applied.
+
+        A refusal leaves the step unapplied with the reason; the next step applies it again.
+        """
+        try:
+            self.driver.apply(desired)
+        except ConveyorError as exc:
+            now = self.clock.now()
+            with self.store.write() as session:
+                row = self._locked(session, promotion_id)
+                if row is not None and records.holds_lease(row, self.owner, now):
+                    row.reason = f"the runtime did not take the new weights: {exc.detail}; retrying"
+                    row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
+                    records.release_lease(row)
+            raise _Handled from None
+        with self.store.write() as session:
+            self._mark_applied(session, promotion_id)
+            if release:
+                row = self._locked(session, promotion_id)
+                if row is not None and records.holds_lease(row, self.owner, self.clock.now()):
+                    records.release_lease(row)
+
+    def _retire_due(self) -> None:
+        """Move old versions kept after a switch on (hot → standby → removed) when their time is up."""
+        with self.store.read() as session:
+            ids = rollouts.due_retirements(session, self.clock.now())
+        for rollout_id in ids:
+            try:
+                self._retire(rollout_id)
+            except ConveyorError as exc:
+                log.warning(
+                    "rollout %s: retiring the old version failed: %s; retrying", rollout_id, exc.detail
+                )
+
+    def _retire(self, rollout_id: int) -> None:
+        with self.store.write() as session:
+            step = reconcile.retire_step(session, ENGINE, rollout_id, self.clock.now())
+            if step is None:
+                return
+            rollout, desired = step
+            # applied under the environment lock: a newer release cannot be overwritten by this one
+            self.driver.apply(desired)
+            rollout.applied = rollout.phase
 
 
 class _Handled(Exception):

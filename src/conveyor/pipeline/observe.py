@@ -22,9 +22,13 @@ from conveyor.pipeline.decide import (
     GateStatus,
     Observations,
     Readiness,
+    RolloutView,
 )
 from conveyor.pipeline.guards import Override, Stage, WindowPolicy
 from conveyor.pipeline.records import active_in, latest_runs, parse_time, release_of, reviews_of, succeeded_in
+from conveyor.rollout import records as rollouts
+from conveyor.rollout.analysis import Verdict
+from conveyor.rollout.plan import RolloutObservation
 from conveyor.spec import Spec
 from conveyor.store.tables import Deployment, GateRun, Promotion
 
@@ -59,7 +63,7 @@ def stages_of(spec: Spec) -> list[Stage]:
 
 def rebind(session: Session, row: Promotion, spec: Spec, now: datetime) -> None:
     """Follow a configuration change applied since the request (before deploying only)."""
-    if row.state in ("deploying", "verifying", *TERMINAL_STATES):
+    if row.state in (*HOLDING_STATES, *TERMINAL_STATES):
         return
     config = environment_config_hash(spec, row.environment)
     if config != row.config_sha256:
@@ -85,10 +89,27 @@ def _gate_status(run: GateRun) -> GateStatus | None:
     return GateStatus(run.state, run.reason, run.attempt, parse_time(evidence.get("retry_at")))  # type: ignore[arg-type]
 
 
+def rollout_view(
+    session: Session, row: Promotion, now: datetime, readiness: Readiness | None, verdict: Verdict | None
+) -> RolloutView | None:
+    """The weighted rollout of `row` while traffic is still moving, with this tick's observation."""
+    found = rollouts.rollout_of(session, row.id)
+    if found is None or found.phase not in rollouts.MOVING:
+        return None
+    crashed = readiness.crashed if readiness is not None and row.state == "rolling_out" else None
+    observation = RolloutObservation(now, verdict, crashed, found.abort_requested)
+    return RolloutView(rollouts.policy_of(found), rollouts.state_of(found), observation)
+
+
 def observe(
-    session: Session, row: Promotion, spec: Spec, now: datetime, readiness: Readiness | None = None
+    session: Session,
+    row: Promotion,
+    spec: Spec,
+    now: datetime,
+    readiness: Readiness | None = None,
+    verdict: Verdict | None = None,
 ) -> Observations:
-    """What `decide` needs about `row`, read from the store (the runtime's readiness is passed in)."""
+    """What `decide` needs about `row`, read from the store (runtime readiness and analysis passed in)."""
     env = spec.environments[row.environment]
     rebind(session, row, spec, now)
     runs = {
@@ -123,4 +144,5 @@ def observe(
         deploy_started_at=deployment_started,
         readiness=readiness,
         has_previous_release=has_previous,
+        rollout=rollout_view(session, row, now, readiness, verdict),
     )

@@ -270,8 +270,9 @@ def cancel(
         raise InvalidRequest("cancelling needs a reason", hint="pass --reason 'why'")
     if row.state not in CANCELLABLE_STATES:
         hint = (
-            f"it owns {row.environment}'s runtime now; it rolls back by itself if the new version is not "
-            f"ready within 5 minutes or fails verification; then `conveyor rollback {row.environment}` works"
+            f"it owns {row.environment}'s runtime now; `conveyor rollout abort {row.environment}` sends all "
+            f"traffic back to the stable version (it also rolls back by itself when the new version is not "
+            f"ready within 5 minutes, fails verification or fails analysis)"
             if row.state in HOLDING_STATES
             else None
         )

@@ -31,6 +31,10 @@ class FaultPolicy:
     latency_ms: float = 0.0
     error_rate: float = 0.0
     abort_rate: float = 0.0
+    latency_rate: float = 1.0
+    """Share of requests delayed by `latency_ms` (older JSON without it means every request)."""
+    error_status: int = 500
+    """Status of the injected errors."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class VersionDesired:
     instances: int
     weight_bp: int
     fault: FaultPolicy | None = None
+    env: dict[str, str] | None = None
+    """This version's own configuration (a rollout keeps the stable version's); None: the environment's."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,9 @@ class EnvironmentDesired:
         try:
             versions = tuple(
                 VersionDesired(
-                    **{k: v for k, v in item.items() if k != "fault"},
+                    **{k: v for k, v in item.items() if k not in ("fault", "env")},
                     fault=FaultPolicy(**item["fault"]) if item.get("fault") else None,
+                    env=None if item.get("env") is None else {str(k): str(v) for k, v in item["env"].items()},
                 )
                 for item in data["versions"]
             )

@@ -30,3 +30,7 @@ class RuntimeDriver(Protocol):
     def logs(self, environment: str, lines: int, follow: bool) -> Iterator[str]:
         """The last `lines` lines of each instance's output, then new lines when following."""
         ...
+
+    def kill_instance(self, environment: str, instance_id: str) -> dict[str, Any]:
+        """Kill one instance abruptly (chaos gates); the runtime replaces it as after any crash."""
+        ...

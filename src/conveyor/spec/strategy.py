@@ -24,6 +24,8 @@ class Step(SpecModel):
     """Share of traffic on the new version during this step."""
     pause: Duration | None = None
     """How long to hold (and analyse) before the next step; null moves on once the step is healthy."""
+    manual: bool = False
+    """After the pause, hold until someone runs `conveyor rollout promote ENV`."""
 
 
 class KeepOld(SpecModel):
@@ -36,20 +38,32 @@ class KeepOld(SpecModel):
 
 
 class Analysis(SpecModel):
-    """Metric checks run during every step; a failure rolls the release back."""
+    """Metric checks run during every step; a failure rolls the release back (docs/reference/analysis.md)."""
 
-    interval: Duration = Duration.of(minutes=1)
-    """How often metrics are checked."""
+    interval: Duration = Duration.of(seconds=5)
+    """How often both versions' metrics are compared."""
+    window: Duration = Duration.of(minutes=1)
+    """How far back each check looks (never before the step started)."""
     use_slos: bool = True
-    """Judge the new version against the environment's SLOs."""
+    """Judge the new version against the environment's SLOs (error rate, p99 latency)."""
     compare_to_stable: bool = True
     """Also compare the new version's error rate and latency with the stable version's."""
-    failure_limit: Annotated[int, Field(ge=1)] = 2
-    """Failed checks in a row that trigger a rollback."""
+    failure_limit: Annotated[int, Field(ge=1)] = 1
+    """Failed checks in a row that trigger a rollback (each failure is already statistically significant)."""
+    inconclusive_limit: Annotated[int, Field(ge=1)] = 12
+    """Inconclusive checks after the pause ended before the rollout pauses and asks a person."""
+    min_requests: Annotated[int, Field(ge=1)] = 50
+    """Requests the new version must serve in the window before a step can pass."""
+    confidence: Percent = Percent("99.9")
+    """How sure a test must be before it fails the release (99.9%: p < 0.001)."""
     max_error_rate: Percent | None = None
-    """Extra threshold: highest error rate the new version may show."""
+    """Highest error rate the new version may show (default: the SLO's error_rate)."""
     max_latency_p99: Duration | None = None
-    """Extra threshold: highest p99 latency the new version may show."""
+    """Highest p99 latency the new version may show (default: the SLO's p99)."""
+    error_rate_margin: Percent = Percent(1)
+    """How much higher than stable's the new error rate must be (and significantly so) to fail."""
+    latency_margin: Percent = Percent(20)
+    """How much slower than stable's the new p99 must be (and significantly so) to fail."""
 
     def checks_something(self) -> bool:
         """Whether any check is switched on."""
@@ -85,6 +99,8 @@ class Strategy(SpecModel):
     """Roll back without asking when analysis fails or the new version is unhealthy."""
     sticky: Sticky | None = None
     """Sticky canary routing (canary only)."""
+    max_surge: Annotated[int, Field(ge=1)] | None = None
+    """Instances a canary may run beyond `scale.instances` (default: a full second set)."""
 
     @property
     def is_weighted(self) -> bool:

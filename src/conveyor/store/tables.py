@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -248,3 +248,63 @@ class ArtifactAttachment(Base):
     summary: Mapped[str] = mapped_column(Text)  # JSON: counts by severity, or tests/failures/errors/skipped
     attached_at: Mapped[str] = mapped_column(String(32))
     attached_by: Mapped[str] = mapped_column(String(64))
+
+
+class Rollout(Base):
+    """The weighted traffic steps of one promotion (blue/green or canary), then the old version's retirement.
+
+    phase: preview → progressing (paused is a flag) → completed | aborted; after completion the old
+    version is `hot`, then `standby`, then `retired` (or `superseded` by a later release).
+    `applied` names what the runtime has taken (`step:N` or a retirement phase); when it differs from
+    the row, the engine applies again.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        UniqueConstraint("promotion_id", name="uq_rollouts_promotion"),
+        Index("ix_rollouts_environment", "environment", "id"),
+        Index("ix_rollouts_retire", "phase", "retire_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"))
+    environment: Mapped[str] = mapped_column(String(64))
+    service: Mapped[str] = mapped_column(String(64))
+    new_version: Mapped[str] = mapped_column(String(128))
+    stable_version: Mapped[str] = mapped_column(String(128))
+    policy: Mapped[str] = mapped_column(Text)  # RolloutPolicy JSON, durations already scaled
+    stable_desired: Mapped[str] = mapped_column(Text)  # the stable release's desired state (JSON)
+    phase: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int] = mapped_column(Integer)
+    applied: Mapped[str | None] = mapped_column(String(24), default=None)
+    step_started_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    promote_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    abort_requested: Mapped[str | None] = mapped_column(Text, default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    inconclusive: Mapped[int] = mapped_column(Integer, default=0)
+    passed: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_analysis_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    retire_at: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class AnalysisRun(Base):
+    """One analysis interval of a rollout: both versions' numbers, the checks, and the verdict."""
+
+    __tablename__ = "analysis_runs"
+    __table_args__ = (Index("ix_analysis_runs_rollout_id", "rollout_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"))
+    step: Mapped[int] = mapped_column(Integer)
+    weight_bp: Mapped[int] = mapped_column(Integer)
+    at: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))  # pass | inconclusive | fail
+    reason: Mapped[str] = mapped_column(Text)
+    window_s: Mapped[float] = mapped_column(Float)
+    numbers: Mapped[str] = mapped_column(Text)  # Verdict JSON: both versions, thresholds, p-values

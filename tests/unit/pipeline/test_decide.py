@@ -290,9 +290,7 @@ def test_never_deploys_without_the_approvals_the_policy_needs(o: Observations) -
         counted &= {r.user for r in o.reviews if r.role == "release-manager"}
         assert len(counted) >= o.approvals.required
         assert not any(
-            r.decision == "reject"
-            and r.role == "release-manager"
-            and r.user != o.requested_by
+            r.decision == "reject" and r.role == "release-manager" and r.user != o.requested_by
             for r in o.reviews
         )
 

@@ -79,8 +79,8 @@ def test_the_document_spells_values_canonically_and_fills_defaults() -> None:
     document = load_spec_text(TERSE).to_document()
     staging = document["environments"]["staging"]
     assert staging["strategy"]["steps"] == [
-        {"weight": "10%", "pause": "1h30m"},
-        {"weight": "100%", "pause": None},
+        {"weight": "10%", "pause": "1h30m", "manual": False},
+        {"weight": "100%", "pause": None, "manual": False},
     ]
     assert staging["approvals"] == {
         "required": 0,

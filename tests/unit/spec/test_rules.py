@@ -20,7 +20,9 @@ class TestUnknownKeys:
     def test_a_key_like_nothing_lists_the_valid_keys(self) -> None:
         problem = one_problem(with_environment("strategy: {type: recreate, zzz: 1}"))
         assert problem.message == "unknown key 'zzz'"
-        assert problem.hint == ("valid keys are: type, steps, keep_old, analysis, auto_rollback, sticky")
+        assert problem.hint == (
+            "valid keys are: type, steps, keep_old, analysis, auto_rollback, sticky, max_surge"
+        )
 
     def test_unknown_keys_inside_a_gate_name_the_gate_fields(self) -> None:
         problem = one_problem(

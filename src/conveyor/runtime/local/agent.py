@@ -125,6 +125,20 @@ class Agent:
             self._save()
             await self._reconcile()
 
+    async def kill_instance(self, environment: str, key: str) -> dict[str, Any]:
+        """SIGKILL one instance of an environment (chaos); the supervisor restarts it as after a crash."""
+        if environment not in self.desired:
+            raise _nothing_runs(environment)
+        found = [i for i in self.supervisor.instances() if i.key == key and i.environment == environment]
+        if not found:
+            keys = ", ".join(i.key for i in self.supervisor.instances() if i.environment == environment)
+            raise NotFound(
+                f"instance {key} does not run in environment '{environment}'",
+                hint=f"instances there: {keys or 'none'}",
+            )
+        await self.supervisor.kill(key)
+        return {"environment": environment, "instance": key, "pid": found[-1].pid, "signal": "SIGKILL"}
+
     def _specs(self) -> list[InstanceSpec]:
         specs: list[InstanceSpec] = []
         for desired in self.desired.values():
@@ -142,7 +156,7 @@ class Agent:
                             index=index,
                             command=_command(desired.command),
                             workdir=workdir,
-                            env=dict(desired.env),
+                            env=dict(desired.env if version.env is None else version.env),
                             health=health,
                             port_env=desired.port_env,
                         )

@@ -74,6 +74,11 @@ def create_agent_app(home: Path, *, tick: float = 0.1) -> FastAPI:
         await agent.remove(name)
         return {"removed": name}
 
+    @app.post("/v1/environments/{name}/instances/{instance:path}/kill", dependencies=guard)
+    async def kill(name: str, instance: str) -> dict[str, Any]:
+        # an instance id is its key, environment/service/version/index, slashes included
+        return await agent.kill_instance(name, instance)
+
     @app.get("/v1/environments/{name}/metrics", dependencies=guard)
     async def metrics(name: str, window: float = Query(60.0, gt=0, le=900)) -> dict[str, Any]:
         return agent.window(name, window)

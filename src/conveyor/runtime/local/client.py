@@ -103,6 +103,13 @@ class LocalDriver:
         )
         return result
 
+    def kill_instance(self, environment: str, instance_id: str) -> dict[str, Any]:
+        """POST a SIGKILL of one instance (its key, as `observe` lists it)."""
+        result: dict[str, Any] = self._request(
+            "POST", f"/v1/environments/{environment}/instances/{instance_id}/kill"
+        )
+        return result
+
     def logs(self, environment: str, lines: int, follow: bool) -> Iterator[str]:
         """Stream log lines from the agent."""
         params: dict[str, str | int] = {"lines": lines, "follow": str(follow).lower()}

@@ -52,6 +52,8 @@ class WindowStats:
     p95_ms: float | None
     p99_ms: float | None
     inflight: int
+    histogram: dict[int, int]
+    """Sparse latency histogram: bucket index (see BOUNDS) → requests, for rank tests between versions."""
 
 
 class _Slot:
@@ -155,6 +157,7 @@ class Series:
             p95_ms=_percentile_ms(hist, requests, 0.95),
             p99_ms=_percentile_ms(hist, requests, 0.99),
             inflight=self.inflight,
+            histogram={i: count for i, count in enumerate(hist) if count},
         )
 
 

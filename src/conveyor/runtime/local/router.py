@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, cast
 from conveyor.runtime.local.metrics import MetricsRegistry, Series
 from conveyor.runtime.local.router_client import ClientConnection
 from conveyor.runtime.local.router_exchange import Exchange
-from conveyor.runtime.local.router_faults import after_delay, short_circuit
+from conveyor.runtime.local.router_faults import after_delay, delays, short_circuit
 from conveyor.runtime.local.router_http import IDEMPOTENT, cookie_value, problem_response
 from conveyor.runtime.local.router_pool import forward, pick, send_to
 from conveyor.runtime.local.split import Backend, Endpoint, RouteTable, choose_backend
@@ -197,7 +197,7 @@ class Router:
         ex.set_cookie = table.sticky and sticky != version and override != version
         fault = backend.fault
         if fault is not None:
-            if fault.latency_ms > 0:
+            if delays(self, fault):
                 ex.timer = self._loop.call_later(
                     fault.latency_ms / 1000, after_delay, self, client, ex, fault
                 )

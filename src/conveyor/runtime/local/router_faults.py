@@ -1,4 +1,4 @@
-"""Faults injected for `conveyor fault` (latency, aborted connections, 500s); Router._dispatch calls these.
+"""Faults injected for `conveyor fault` and chaos gates (latency, aborts, 5xx); Router._dispatch calls these.
 
 Router._dispatch delays a request by scheduling `after_delay`, or calls `short_circuit` directly; the
 fault's rates are drawn from the router's random source.
@@ -26,6 +26,13 @@ def after_delay(router: Router, client: ClientConnection, ex: Exchange, fault: F
         forward(router, client, ex)
 
 
+def delays(router: Router, fault: Fault) -> bool:
+    """Whether this request gets the fault's latency (drawn only when just a share is delayed)."""
+    if fault.latency_ms <= 0:
+        return False
+    return fault.latency_rate >= 1.0 or router._random() < fault.latency_rate
+
+
 def short_circuit(router: Router, client: ClientConnection, ex: Exchange, fault: Fault) -> bool:
     """Apply a fault's abort or error share; True when the request was answered here."""
     if fault.abort_rate and router._random() < fault.abort_rate:
@@ -38,7 +45,7 @@ def short_circuit(router: Router, client: ClientConnection, ex: Exchange, fault:
         router._respond_local(
             client,
             ex,
-            500,
+            fault.error_status,
             "Injected fault",
             f"fault injection answered for version {version!r} of environment {router.environment!r}",
             slug="injected-fault",

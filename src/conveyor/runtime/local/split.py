@@ -24,19 +24,23 @@ _VERSION = re.compile(r"[A-Za-z0-9._+\-]+")
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """Chaos to inject in front of one version: added latency, a share of 500s, a share of dropped ones."""
+    """Chaos to inject in front of one version: latency on a share, a share of 5xx, a share dropped."""
 
     latency_ms: float = 0
     error_rate: float = 0.0
     abort_rate: float = 0.0
+    latency_rate: float = 1.0
+    error_status: int = 500
 
     def __post_init__(self) -> None:
         if not self.latency_ms >= 0:
             raise ValueError(f"fault latency_ms must be >= 0, got {self.latency_ms!r}")
-        for name in ("error_rate", "abort_rate"):
+        for name in ("error_rate", "abort_rate", "latency_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"fault {name} must be between 0 and 1, got {rate!r}")
+        if not 500 <= self.error_status <= 599:
+            raise ValueError(f"fault error_status must be a 5xx status, got {self.error_status!r}")
 
 
 @dataclass(frozen=True, slots=True)

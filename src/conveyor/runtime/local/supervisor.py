@@ -80,6 +80,15 @@ class _Restart:
     done: asyncio.Future[None]
 
 
+@dataclass(frozen=True)
+class _Kill:
+    key: str
+    done: asyncio.Future[None]
+
+
+_Request = _Apply | _Restart | _Kill
+
+
 class Supervisor:
     """Keeps the applied set of instances running, healthy and reported."""
 
@@ -114,7 +123,7 @@ class Supervisor:
         self._instances: dict[str, _Instance] = {}
         self._retiring: list[_Instance] = []
         self._logs: dict[str, InstanceLog] = {}
-        self._requests: deque[_Apply | _Restart | int] = deque()
+        self._requests: deque[_Request | int] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -152,6 +161,10 @@ class Supervisor:
     async def restart(self, key: str) -> None:
         """Restart one instance now, forgetting its backoff and any crash-loop verdict."""
         await self._submit(lambda done: _Restart(key, done))
+
+    async def kill(self, key: str) -> None:
+        """SIGKILL one instance's process group (chaos); it is then restarted as after any crash."""
+        await self._submit(lambda done: _Kill(key, done))
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every instance's group, SIGKILL what is left after `timeout`, and reap them all."""
@@ -222,14 +235,14 @@ class Supervisor:
 
     # ---- requests ---------------------------------------------------------------------------------
 
-    async def _submit(self, make: Callable[[asyncio.Future[None]], _Apply | _Restart]) -> None:
+    async def _submit(self, make: Callable[[asyncio.Future[None]], _Request]) -> None:
         if self._task is None or self._closing:
             raise Conflict("the supervisor is not running", hint="await supervisor.start() first")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._enqueue(make(done))
         await done
 
-    def _enqueue(self, request: _Apply | _Restart | int) -> None:
+    def _enqueue(self, request: _Request | int) -> None:
         # signal handlers and callers only enqueue: the tick loop alone changes instances
         self._requests.append(request)
         self._wake.set()
@@ -278,7 +291,7 @@ class Supervisor:
                 prune_rotated, self.log_dir, retention_days=self._retention_days, now=self._wall()
             )
 
-    async def _handle(self, request: _Apply | _Restart | int) -> None:
+    async def _handle(self, request: _Request | int) -> None:
         if isinstance(request, int):
             log.info("received signal %s; shutdown requested", signal.Signals(request).name)
             self.shutdown_requested.set()
@@ -286,6 +299,8 @@ class Supervisor:
         try:
             if isinstance(request, _Apply):
                 await self._reconcile(request.specs)
+            elif isinstance(request, _Kill):
+                self._kill(request.key)
             else:
                 self._restart(request.key)
         except Exception as exc:
@@ -319,6 +334,20 @@ class Supervisor:
         else:
             inst.state = InstanceState.BACKOFF
             inst.restart_at = self._clock()
+
+    def _kill(self, key: str) -> None:
+        inst = self._instances.get(key)
+        if inst is None:
+            raise NotFound(f"instance {key} is not running on this agent")
+        if not inst.alive or inst.state is InstanceState.STOPPING:
+            raise Conflict(
+                f"instance {key} has no process to kill ({inst.state}: {inst.reason})",
+                hint="wait until it runs again; `conveyor ps` shows its state",
+            )
+        assert inst.run is not None
+        log.warning("instance %s: SIGKILL on request (pid %d)", key, inst.run.pid)
+        # reaped by the next tick like any crash: backoff, restart, crash-loop verdict
+        inst.run.signal(signal.SIGKILL)
 
     def _retire(self, inst: _Instance, now: float) -> None:
         inst.retiring = True

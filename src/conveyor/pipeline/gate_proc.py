@@ -1,0 +1,76 @@
+"""Load and chaos gates in a process of their own: `python -m conveyor.pipeline.gate_proc RUN_DIR`.
+
+They run for minutes, so the engine starts them detached like command gates (gate_exec's wrapper
+records pid and exit status): a restarted server re-attaches instead of starting them twice, and
+cancelling a promotion stops them. The job comes from `RUN_DIR/job.json`; the verdict goes to
+`RUN_DIR/outcome.json`, written atomically before the process exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from conveyor.pipeline.outcome import GateOutcome
+
+PROCESS_GATES = frozenset({"load", "chaos"})
+JOB = "job.json"
+OUTCOME = "outcome.json"
+
+
+def write_job(directory: Path, job: dict[str, Any]) -> None:
+    """Leave the job where the gate process will read it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / JOB).write_text(json.dumps(job, sort_keys=True))
+
+
+def read_outcome(directory: Path) -> GateOutcome | None:
+    """The verdict the gate process wrote, if it got that far."""
+    try:
+        data = json.loads((directory / OUTCOME).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return GateOutcome(data["verdict"], data["reason"], data.get("evidence") or {})
+
+
+def run_job(job: dict[str, Any]) -> GateOutcome:
+    """Run one load or chaos gate as `job` describes it."""
+    from conveyor.pipeline.gate_chaos import run_chaos
+    from conveyor.pipeline.gate_load import run_load_gate
+    from conveyor.runtime.local.client import LocalDriver
+    from conveyor.spec.gates import ChaosGate, LoadGate
+    from conveyor.spec.operations import Slos
+
+    slos = Slos.model_validate(job["slos"])
+    url, version, scale = job["url"], job["version"], float(job["scale"])
+    expected = job.get("expected_rps")
+    if job["kind"] == "load":
+        return run_load_gate(url, version, LoadGate.model_validate(job["gate"]), expected, slos, scale)
+    driver = LocalDriver.for_home(Path(job["home"]))
+    gate = ChaosGate.model_validate(job["gate"])
+    # steady, modest traffic while things break: enough requests to judge the SLOs in a short window
+    rps = 50.0
+    return run_chaos(driver, job["environment"], version, url, gate, slos, scale, rps=rps)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; the exit status is 0 whenever a verdict was written."""
+    directory = Path(argv[1])
+    job = json.loads((directory / JOB).read_text())
+    try:
+        outcome = run_job(job)
+    except Exception as exc:  # the verdict must say what broke, not leave the gate "lost"
+        outcome = GateOutcome("failed", f"the {job['kind']} gate could not run: {type(exc).__name__}: {exc}")
+    data = {"verdict": outcome.verdict, "reason": outcome.reason, "evidence": outcome.evidence}
+    temporary = directory / (OUTCOME + ".tmp")
+    temporary.write_text(json.dumps(data, sort_keys=True, default=str))
+    os.replace(temporary, directory / OUTCOME)
+    print(outcome.reason)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,1 @@
+"""Progressive rollouts: pure planners for recreate, blue/green and canary, and the analysis judging them."""

@@ -1,0 +1,67 @@
+"""Pure: the runtime's desired state at each point of a rollout, from the stable and the new release.
+
+A release's recorded desired state runs one version at 100%. During a rollout the runtime gets both:
+the stable version with its own configuration and the new one, weighted and sized for the step.
+After the switch the old version stays `hot` (full size, no traffic), then on `standby` (kept, no
+instances), then it is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal
+
+from conveyor.rollout.plan import RolloutPolicy, instances, weights
+from conveyor.runtime.desired import EnvironmentDesired, VersionDesired
+
+Retirement = Literal["hot", "standby", "retired"]
+
+
+def main_version(desired: EnvironmentDesired) -> VersionDesired:
+    """The version that carries a release's traffic (the heaviest one)."""
+    return max(desired.versions, key=lambda v: v.weight_bp)
+
+
+def at_step(
+    stable: EnvironmentDesired, release: EnvironmentDesired, policy: RolloutPolicy, step: int
+) -> EnvironmentDesired:
+    """Both versions, weighted and sized for `step` (-1: the new version started with no public traffic)."""
+    old, new = main_version(stable), main_version(release)
+    new_bp, stable_bp = weights(policy, step)
+    new_n, stable_n = instances(policy, step)
+    versions = (
+        replace(old, weight_bp=stable_bp, instances=stable_n, env=old.env or dict(stable.env), fault=None),
+        replace(new, weight_bp=new_bp, instances=new_n, env=None),
+    )
+    return replace(release, versions=versions)
+
+
+def retiring(
+    stable: EnvironmentDesired, release: EnvironmentDesired, policy: RolloutPolicy, phase: Retirement
+) -> EnvironmentDesired:
+    """After the switch: the new version at 100%, the old one hot, on standby, or gone."""
+    new = replace(main_version(release), instances=policy.instances, env=None)
+    if phase == "retired":
+        return replace(release, versions=(new,))
+    old = main_version(stable)
+    kept = policy.instances if phase == "hot" else 0
+    old = replace(old, weight_bp=0, instances=kept, env=old.env or dict(stable.env), fault=None)
+    return replace(release, versions=(old, new))
+
+
+def first_retirement(policy: RolloutPolicy) -> Retirement:
+    """Where the old version goes once the new one takes all traffic."""
+    if policy.keep_hot_s > 0:
+        return "hot"
+    if policy.keep_standby_s > 0:
+        return "standby"
+    return "retired"
+
+
+def next_retirement(policy: RolloutPolicy, phase: Retirement) -> tuple[Retirement, float] | None:
+    """The phase after `phase` and how long `phase` lasts; None once retired."""
+    if phase == "hot":
+        return ("standby" if policy.keep_standby_s > 0 else "retired"), policy.keep_hot_s
+    if phase == "standby":
+        return "retired", policy.keep_standby_s
+    return None
