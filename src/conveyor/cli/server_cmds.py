@@ -44,7 +44,10 @@ def up(
     no_agent: bool = typer.Option(False, "--no-agent", help="start only the server (no local runtime)"),
 ) -> None:
     """Start the server and the local runtime agent in the background (pids and logs in .conveyor/)."""
+    from conveyor.rollout.policy import time_scale
+
     settings = cli_context(ctx).settings
+    time_scale()  # a bad CONVEYOR_TIME_SCALE is refused here, not in the background server's log
     extra_env: dict[str, str] = {}
     if not no_agent:
         agent_pid = daemon.running_pid(settings, "agent")
@@ -101,8 +104,10 @@ def server(ctx: typer.Context, host: str = HostOption, port: int = PortOption) -
     import uvicorn
 
     from conveyor.api.app import create_app
+    from conveyor.rollout.policy import time_scale
 
     settings = cli_context(ctx).settings
+    time_scale()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
