@@ -44,7 +44,7 @@ environments:
       steps:
 {steps}
       analysis: {{interval: 1s, min_requests: 20, window: 30s}}
-    router: {{port: {port}}}
+{keep}    router: {{port: {port}}}
 pipeline:
   stages: [production]
 """
@@ -92,12 +92,12 @@ class Load:
 
 
 @contextmanager
-def production(tmp_path: Path, database_url: str, steps: str) -> Iterator[tuple[Server, int]]:
+def production(tmp_path: Path, database_url: str, steps: str, keep: str = "") -> Iterator[tuple[Server, int]]:
     """A server whose production runs 1.0.0 and has 1.1.0 registered; stopped however the test ends."""
     server = start_server(tmp_path / "project", database_url, {"CONVEYOR_ENGINE_TICK": "0.2"})
     try:
         port = free_port()
-        (server.home.parent / "conveyor.yaml").write_text(SPEC.format(steps=steps, port=port))
+        (server.home.parent / "conveyor.yaml").write_text(SPEC.format(steps=steps, port=port, keep=keep))
         server.cli("apply", "--yes", check=True)
         for version in ("1.0.0", "1.1.0"):
             register(server, tmp_path, version)
@@ -206,7 +206,8 @@ def test_a_server_killed_mid_step_resumes_the_same_step_and_traffic_never_drops(
     database_url: str, tmp_path: Path
 ) -> None:
     steps = "        - {weight: 10%, pause: 6s}\n        - {weight: 50%, pause: 2s}"
-    with production(tmp_path, database_url, steps) as (server, port):
+    keep = "      keep_old: {hot: 3s, standby: 3s}\n"
+    with production(tmp_path, database_url, steps, keep) as (server, port):
         load = Load(port).start()
         promotion = promote(server, "1.1.0")
         first = wait_step(server, 0)
@@ -228,6 +229,20 @@ def test_a_server_killed_mid_step_resumes_the_same_step_and_traffic_never_drops(
         assert moves == [(-1, 0), (0, 1), (1, 2)], moves
         served = {v for _, _, v in load.log[-50:]}
         assert served == {"1.1.0"}, served
+        # the old version stays hot (running, no traffic), then on standby (kept, no instances), then goes
+        seen = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not seen or seen[-1] != ("retired", ())):
+            phase = rollout(server)["phase"]
+            with server.admin() as http:
+                runtime = http.get("/api/v1/environments/production/runtime").json()
+            desired = runtime["observed"]["desired"]
+            old = tuple(v["instances"] for v in desired["versions"] if v["version"] == "1.0.0")
+            if not seen or seen[-1] != (phase, old):
+                seen.append((phase, old))
+            time.sleep(0.2)
+        assert seen[0] == ("hot", (2,)) and seen[-1] == ("retired", ()), seen
+        assert ("standby", (0,)) in seen, seen
 
 
 GATED = """
