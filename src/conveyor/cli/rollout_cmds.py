@@ -16,6 +16,7 @@ from rich.text import Text
 from conveyor.cli.client import Client
 from conveyor.cli.common import api
 from conveyor.cli.output import Output, OutputOption, console, print_json
+from conveyor.cli.rollout_simulate import simulate_command
 from conveyor.errors import ClientError
 
 app = typer.Typer(
@@ -244,6 +245,9 @@ def abort(
 ) -> None:
     """Send all traffic back to the stable version now; the promotion ends rolled back."""
     _act(ctx, env, "abort", reason, output)
+
+
+app.command("simulate")(simulate_command)
 
 
 def register(root: typer.Typer) -> None:
