@@ -284,14 +284,8 @@ def test_load_and_chaos_gates_judge_the_new_version_before_it_gets_traffic(
         server.cli("apply", "--yes", check=True)
         for version in ("1.0.0", "1.1.0"):
             register(server, tmp_path, version)
+        server.cli("deploy", "web", "1.0.0", "--env", "staging", check=True)  # what runs there before
         with server.admin() as http:
-            first = http.post(
-                "/api/v1/environments/staging/promotions", json={"service": "web", "version": "1.0.0"}
-            )
-            done = wait_state(
-                server, int(first.json()["id"]), ("succeeded", "rolled_back", "failed"), timeout=120
-            )
-            assert done["state"] == "succeeded", done["reason"]
             second = http.post(
                 "/api/v1/environments/staging/promotions", json={"service": "web", "version": "1.1.0"}
             )
