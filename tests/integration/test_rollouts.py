@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, free_port, start_server
-from tests.integration.test_promotions import register
+from tests.integration.test_promotions import add_user, register
 
 pytestmark = pytest.mark.integration
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -167,6 +167,9 @@ def test_a_release_failing_at_the_10_percent_step_is_rolled_back_by_analysis(
         load = Load(port).start()
         promotion = promote(server, "1.1.0")
         wait_step(server, 1)
+        with server.http(add_user(server, "dev1", "developer")) as http:
+            denied = http.post("/api/v1/environments/production/rollout/abort", json={"reason": "mine"})
+        assert denied.status_code == 403 and "environment:rollout" in denied.text, denied.text
         # the new version starts failing half of its requests, as a bad code path reached under load would
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"x-conveyor-version": "1.1.0"}

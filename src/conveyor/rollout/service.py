@@ -34,12 +34,18 @@ def _moving(session: Session, environment: str) -> Rollout:
     if rollout is None or rollout.phase not in rollouts.MOVING:
         strategy = current_spec(session).environments[environment].strategy.type
         last = f"; the last one ({rollout.new_version}) is {rollout.phase}" if rollout is not None else ""
-        hint = (
-            f"{environment} deploys with `recreate`, which has no traffic steps; `conveyor rollback "
-            f"{environment}` returns to the previous release"
-            if strategy == "recreate"
-            else f"see `conveyor rollout status {environment}` and `conveyor history {environment}`"
-        )
+        if strategy == "recreate":
+            hint = (
+                f"{environment} deploys with `recreate`, which has no traffic steps; `conveyor rollback "
+                f"{environment}` returns to the previous release"
+            )
+        elif rollout is not None and rollout.phase == "hot":
+            hint = (
+                f"{rollout.stable_version} is still running (hot), so `conveyor rollback {environment}` "
+                "sends traffic back to it at once"
+            )
+        else:
+            hint = f"see `conveyor rollout status {environment}` and `conveyor history {environment}`"
         raise InvalidRequest(f"no rollout is in progress in {environment}{last}", hint=hint)
     return rollout
 
