@@ -56,6 +56,21 @@ class ExampleAppTest(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertIn("expected a JSON object", str(body["error"]))
 
+    def test_a_shipped_defect_applies_only_where_its_setting_is_on(self) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "defects.json")
+            with open(path, "w") as handle:
+                json.dump({"error_rate": 1, "only_if": "APP_TEST_SETTING"}, handle)
+            os.environ.pop("APP_TEST_SETTING", None)
+            app.load_defects(path)
+            self.assertEqual(self.request("GET", "/checkout")[0], 200)
+            os.environ["APP_TEST_SETTING"] = "true"
+            self.addCleanup(os.environ.pop, "APP_TEST_SETTING", None)
+            app.load_defects(path)
+            self.assertEqual(self.request("GET", "/checkout")[0], 500)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
