@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration lint typecheck lock clean docs bench-router
+.PHONY: demo test test-unit test-integration lint typecheck lock clean docs bench-router bench-rollback
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -53,3 +53,7 @@ docs: $(STAMP)
 # Needs Debian's wrk and haproxy: apt-get install -y wrk haproxy
 bench-router: $(STAMP)
 	$(BIN)/python benchmarks/router/bench.py
+
+# How fast a canary that starts failing loses its traffic (real server, default 5 s analysis); appends to benchmarks/RESULTS.md (~4 min).
+bench-rollback: $(STAMP)
+	$(BIN)/python benchmarks/rollback_reaction/bench.py
