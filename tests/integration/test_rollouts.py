@@ -161,7 +161,7 @@ def test_a_release_failing_at_the_10_percent_step_is_rolled_back_by_analysis(
 ) -> None:
     steps = "\n".join(
         f"        - {step}"
-        for step in ("{weight: 1%, pause: 1s}", "{weight: 10%, pause: 60s}", "{weight: 50%, pause: 5s}")
+        for step in ("{weight: 5%, pause: 1s}", "{weight: 10%, pause: 60s}", "{weight: 50%, pause: 5s}")
     )
     with production(tmp_path, database_url, steps) as (server, port):
         load = Load(port).start()
@@ -209,7 +209,7 @@ def test_a_server_killed_mid_step_resumes_the_same_step_and_traffic_never_drops(
     database_url: str, tmp_path: Path
 ) -> None:
     steps = "        - {weight: 10%, pause: 6s}\n        - {weight: 50%, pause: 2s}"
-    keep = "      keep_old: {hot: 3s, standby: 3s}\n"
+    keep = "      keep_old: {hot: 2s, standby: 2s}\n"
     with production(tmp_path, database_url, steps, keep) as (server, port):
         load = Load(port).start()
         promotion = promote(server, "1.1.0")

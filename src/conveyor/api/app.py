@@ -18,6 +18,7 @@ from conveyor.api.deps import AppState, guarded
 from conveyor.api.routes import (
     artifacts,
     audit,
+    config,
     environments,
     promotions,
     rollouts,
@@ -110,6 +111,7 @@ def create_app(
         system,
         spec,
         environments,
+        config,
         artifacts,
         promotions,
         rollouts,

@@ -72,6 +72,13 @@ class Client:
             return body
         raise error_from_problem(response.status_code, body)
 
+    def get_text(self, path: str, **kwargs: Any) -> str:
+        """GET a plain-text resource; the server's error as a ConveyorError."""
+        response = self._send("GET", path, **kwargs)
+        if response.is_success:
+            return response.text
+        raise error_from_problem(response.status_code, _json_or_none(response))
+
     def stream_lines(self, path: str, **kwargs: Any) -> Iterator[str]:
         """GET a JSON Lines endpoint and yield its lines."""
         try:

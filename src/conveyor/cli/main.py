@@ -10,6 +10,7 @@ from conveyor import __version__
 from conveyor.cli import (
     artifact_cmds,
     audit_cmds,
+    config_cmds,
     promotion_cmds,
     rollout_cmds,
     runtime_cmds,
@@ -58,6 +59,7 @@ server_cmds.register(app)
 runtime_cmds.register(app)
 promotion_cmds.register(app)
 rollout_cmds.register(app)
+config_cmds.register(app)
 app.add_typer(user_cmds.app, name="user")
 app.command("whoami")(user_cmds.whoami)
 app.add_typer(token_cmds.app, name="token")

@@ -33,9 +33,19 @@ def config_sha256(env: dict[str, str]) -> str:
 
 
 def recreate(
-    spec: Spec, environment: str, service: str, version: str, digest: str, bundle_path: str
+    spec: Spec,
+    environment: str,
+    service: str,
+    version: str,
+    digest: str,
+    bundle_path: str,
+    config: dict[str, str] | None = None,
 ) -> EnvironmentDesired:
-    """Desired state that runs only `version` of `service`, with all traffic, in `environment`."""
+    """Desired state that runs only `version` of `service`, with all traffic, in `environment`.
+
+    `config` is the resolved configuration (conveyor.config.service.release_env); without it, the
+    environment's own values.
+    """
     if environment not in spec.environments:
         raise NotFound(f"environment '{environment}' is not in the applied conveyor.yaml")
     if service not in spec.services:
@@ -61,7 +71,7 @@ def recreate(
                 weight_bp=FULL_WEIGHT,
             ),
         ),
-        env=config_env(spec, environment),
+        env=config_env(spec, environment) if config is None else config,
         health=HealthPolicy(
             path=health.path,
             interval=health.interval.seconds,

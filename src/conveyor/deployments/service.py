@@ -15,6 +15,7 @@ from conveyor.audit.log import AuditContext, record
 from conveyor.auth.permissions import may_act_on_environment
 from conveyor.auth.service import Principal
 from conveyor.clock import isoformat
+from conveyor.config.service import release_env
 from conveyor.deployments.desired import config_sha256, recreate
 from conveyor.environments.service import applied_spec, get_environment, lock_environment
 from conveyor.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -212,9 +213,9 @@ def begin(
             f"{service} {version} is an OCI image ({artifact.image}); the local runtime runs bundles",
             hint="register a .tar.gz bundle for local environments, or use the Kubernetes runtime",
         )
-    desired = recreate(
-        spec, environment, service, version, artifact.digest, str(blob_path(artifacts_root, artifact.digest))
-    )
+    bundle = str(blob_path(artifacts_root, artifact.digest))
+    env = release_env(session, spec, environment, service)
+    desired = recreate(spec, environment, service, version, artifact.digest, bundle, env)
     return _record(session, ctx, desired, artifact.digest, version, "deploy", now)
 
 

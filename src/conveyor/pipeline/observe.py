@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from conveyor.clock import isoformat
-from conveyor.deployments.desired import config_env, config_sha256
+from conveyor.config.service import release_env
+from conveyor.deployments.desired import config_sha256
 from conveyor.deployments.service import previous_release
 from conveyor.pipeline.approvals import ApprovalPolicy, Review
 from conveyor.pipeline.decide import (
@@ -36,9 +37,9 @@ from conveyor.store.tables import Deployment, GateRun, Promotion
 AFTER_DEPLOY_GATES = frozenset({"smoke", "load", "chaos"})
 
 
-def environment_config_hash(spec: Spec, environment: str) -> str:
-    """Hash of the configuration `environment` resolves to under `spec`."""
-    return config_sha256(config_env(spec, environment))
+def environment_config_hash(session: Session, spec: Spec, environment: str, service: str) -> str:
+    """Hash of the configuration a release of `service` in `environment` resolves to now."""
+    return config_sha256(release_env(session, spec, environment, service))
 
 
 def gate_plans(spec: Spec, environment: str) -> list[GatePlan]:
@@ -65,7 +66,7 @@ def rebind(session: Session, row: Promotion, spec: Spec, now: datetime) -> None:
     """Follow a configuration change applied since the request (before deploying only)."""
     if row.state in (*HOLDING_STATES, *TERMINAL_STATES):
         return
-    config = environment_config_hash(spec, row.environment)
+    config = environment_config_hash(session, spec, row.environment, row.service)
     if config != row.config_sha256:
         row.config_sha256 = config
         row.updated_at = isoformat(now)

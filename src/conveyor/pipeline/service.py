@@ -92,7 +92,7 @@ def request(
             f"{service} {version}` for where it has succeeded",
             rule="pipeline-order",
         )
-    config = environment_config_hash(spec, environment)
+    config = environment_config_hash(session, spec, environment, service)
     _refuse_duplicates(session, spec, artifact, environment, config)
     stamp = isoformat(now)
     row = Promotion(

@@ -308,3 +308,18 @@ class AnalysisRun(Base):
     reason: Mapped[str] = mapped_column(Text)
     window_s: Mapped[float] = mapped_column(Float)
     numbers: Mapped[str] = mapped_column(Text)  # Verdict JSON: both versions, thresholds, p-values
+
+
+class ConfigOverride(Base):
+    """A runtime override of one configuration key in one environment; the next release takes it."""
+
+    __tablename__ = "config_overrides"
+    __table_args__ = (UniqueConstraint("environment", "key", name="uq_config_overrides_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(Text)  # JSON scalar, typed by the service's schema
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")

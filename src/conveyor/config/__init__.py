@@ -1,0 +1,1 @@
+"""Configuration per environment: layered resolution with provenance, runtime overrides, diffs."""

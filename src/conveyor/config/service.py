@@ -1,0 +1,196 @@
+"""An environment's configuration: the layers read from conveyor.yaml and the store, overrides, diffs.
+
+`release_env` is what every release (promotion, deploy) runs with; `resolution` is the same with
+provenance for `conveyor config show`. Overrides are audited; they change the next release, not
+what runs now (ADR 0009).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from conveyor.audit.log import AuditContext, record
+from conveyor.clock import isoformat
+from conveyor.config.resolve import Layer, LayerName, Resolution, Setting, parse_value, resolve
+from conveyor.errors import InvalidRequest, NotFound
+from conveyor.spec import Spec
+from conveyor.store.tables import ConfigOverride
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _fixes(environment: str) -> dict[LayerName, str]:
+    return {
+        "override": f"change it with `conveyor config set {environment} KEY=VALUE` or remove it with "
+        f"`conveyor config unset {environment} KEY`",
+        "environment": f"set it under environments.{environment}.config in conveyor.yaml, or with "
+        f"`conveyor config set {environment} KEY=VALUE`",
+        "default": "fix the default in the service's config_schema in conveyor.yaml",
+    }
+
+
+def overrides(session: Session, environment: str) -> list[ConfigOverride]:
+    """The environment's overrides, by key."""
+    query = (
+        select(ConfigOverride).where(ConfigOverride.environment == environment).order_by(ConfigOverride.key)
+    )
+    return list(session.execute(query).scalars())
+
+
+def service_of(spec: Spec, environment: str, service: str | None) -> str:
+    """The service whose schema applies (the only one, or the one named)."""
+    if service is not None:
+        if service not in spec.services:
+            raise NotFound(
+                f"service '{service}' is not in the applied conveyor.yaml",
+                hint=f"services: {', '.join(spec.services)}",
+            )
+        return service
+    return next(iter(spec.services))
+
+
+def resolution(session: Session, spec: Spec, environment: str, service: str | None = None) -> Resolution:
+    """Every key of `environment` for `service`, with the layer it came from and what it shadows."""
+    if environment not in spec.environments:
+        raise NotFound(
+            f"environment '{environment}' is not in the applied conveyor.yaml",
+            hint=f"environments: {', '.join(spec.environments)}",
+        )
+    schema = spec.services[service_of(spec, environment, service)].config_schema
+    stored = overrides(session, environment)
+    layers = [
+        Layer(
+            "override",
+            {o.key: json.loads(o.value) for o in stored},
+            {o.key: f"override by {o.set_by} at {o.set_at[:19]}Z" for o in stored},
+        ),
+        Layer(
+            "environment",
+            dict(spec.environments[environment].config),
+            {
+                key: f"conveyor.yaml environments.{environment}.config"
+                for key in spec.environments[environment].config
+            },
+        ),
+        Layer(
+            "default",
+            {key: s.default for key, s in schema.items() if s.default is not None},
+            {key: "conveyor.yaml config_schema default" for key in schema},
+        ),
+    ]
+    return resolve(schema, layers, _fixes(environment))
+
+
+def release_env(session: Session, spec: Spec, environment: str, service: str | None = None) -> dict[str, str]:
+    """The configuration a release of `environment` runs with; a clear error when it has problems."""
+    resolved = resolution(session, spec, environment, service)
+    if resolved.problems:
+        words = "; ".join(p.message for p in resolved.problems)
+        fixes = "; ".join(p.fix for p in resolved.problems)
+        raise InvalidRequest(f"the configuration of {environment} has problems: {words}", hint=fixes)
+    return resolved.env()
+
+
+def set_override(
+    session: Session,
+    ctx: AuditContext,
+    spec: Spec,
+    environment: str,
+    assignments: dict[str, str],
+    reason: str,
+    now: datetime,
+) -> list[ConfigOverride]:
+    """Store overrides (typed by the schema); nothing is stored if any one is wrong."""
+    if not assignments:
+        raise InvalidRequest("nothing to set", hint="pass KEY=VALUE, e.g. LOG_LEVEL=debug")
+    schema = spec.services[service_of(spec, environment, None)].config_schema
+    typed: dict[str, Any] = {}
+    for key, text in assignments.items():
+        if not _KEY.fullmatch(key):
+            raise InvalidRequest(
+                f"'{key}' is not a valid config name", hint="use letters, digits and _, like LOG_LEVEL"
+            )
+        try:
+            typed[key] = parse_value(schema.get(key), text)
+        except ValueError as exc:
+            raise InvalidRequest(f"{key}: {exc}", hint=_setting_hint(schema.get(key))) from None
+    current = {o.key: o for o in overrides(session, environment)}
+    rows = []
+    for key, value in typed.items():
+        row = current.get(key) or ConfigOverride(environment=environment, key=key)
+        before = json.loads(row.value) if row.value is not None else None
+        row.value, row.set_by, row.set_at, row.reason = json.dumps(value), ctx.actor, isoformat(now), reason
+        session.add(row)
+        rows.append(row)
+        record(
+            session,
+            ctx,
+            "config.set",
+            now=now,
+            environment=environment,
+            target=f"config:{key}",
+            details={"key": key, "from": before, "to": value, "reason": reason},
+        )
+    return rows
+
+
+def _setting_hint(setting: Any) -> str | None:
+    if setting is None:
+        return None
+    choices = f"; one of {', '.join(setting.choices)}" if setting.choices else ""
+    return f"the service declares {setting.type}{choices}"
+
+
+def unset_override(
+    session: Session, ctx: AuditContext, environment: str, key: str, reason: str, now: datetime
+) -> None:
+    """Remove an override; NotFound when there is none."""
+    found = {o.key: o for o in overrides(session, environment)}
+    row = found.get(key)
+    if row is None:
+        have = ", ".join(found) or "none"
+        raise NotFound(f"{environment} has no override of {key}", hint=f"overrides there: {have}")
+    session.delete(row)
+    record(
+        session,
+        ctx,
+        "config.unset",
+        now=now,
+        environment=environment,
+        target=f"config:{key}",
+        details={"key": key, "was": json.loads(row.value), "reason": reason},
+    )
+
+
+def diff(a: Resolution, b: Resolution) -> list[dict[str, Any]]:
+    """Keys whose values differ between two resolutions (missing on one side counts)."""
+    left = {s.key: s for s in a.settings}
+    right = {s.key: s for s in b.settings}
+    rows = []
+    for key in sorted(set(left) | set(right)):
+        x, y = left.get(key), right.get(key)
+        if x is not None and y is not None and x.text == y.text:
+            continue
+        rows.append({"key": key, "a": _side(x), "b": _side(y)})
+    return rows
+
+
+def _side(setting: Setting | None) -> dict[str, Any] | None:
+    if setting is None:
+        return None
+    return {"value": setting.text, "layer": setting.layer, "origin": setting.origin}
+
+
+def env_diff(before: dict[str, str], after: dict[str, str]) -> list[dict[str, Any]]:
+    """Keys that changed between two environment-variable maps (a release and now)."""
+    return [
+        {"key": key, "before": before.get(key), "after": after.get(key)}
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
