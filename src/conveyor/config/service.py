@@ -52,6 +52,8 @@ def service_of(spec: Spec, environment: str, service: str | None) -> str:
                 hint=f"services: {', '.join(spec.services)}",
             )
         return service
+    if not spec.services:
+        raise InvalidRequest("the applied conveyor.yaml declares no services", hint="add one under services:")
     return next(iter(spec.services))
 
 
@@ -109,7 +111,10 @@ def set_override(
     """Store overrides (typed by the schema); nothing is stored if any one is wrong."""
     if not assignments:
         raise InvalidRequest("nothing to set", hint="pass KEY=VALUE, e.g. LOG_LEVEL=debug")
-    schema = spec.services[service_of(spec, environment, None)].config_schema
+    service_of(spec, environment, None)  # a clear error when there is no service at all
+    # a key is typed by the service that declares it (services usually share their settings)
+    services = reversed(list(spec.services.values()))  # the first service that declares a key wins
+    schema = {key: s for svc in services for key, s in svc.config_schema.items()}
     typed: dict[str, Any] = {}
     for key, text in assignments.items():
         if not _KEY.fullmatch(key):
