@@ -142,7 +142,10 @@ class Server:
 def start_server(workdir: Path, database_url: str, env: dict[str, str] | None = None) -> Server:
     """`conveyor up` on a free port in a fresh home under `workdir` (`env` reaches server and agent)."""
     home = workdir / ".conveyor"
-    cli = Cli(home, {"CONVEYOR_DATABASE_URL": database_url, **(env or {})})
+    # the engine looks again at running gates and starting deployments every 0.2 s instead of 1 s, so
+    # promotions in tests move as soon as their step is done (a test may set its own values)
+    fast = {"CONVEYOR_ENGINE_TICK": "0.1", "CONVEYOR_ENGINE_POLL": "0.2"}
+    cli = Cli(home, {"CONVEYOR_DATABASE_URL": database_url, **fast, **(env or {})})
     port = free_port()
     cli("up", "--port", str(port), "--agent-port", str(free_port()), check=True)
     creds = json.loads((home / "credentials").read_text())

@@ -118,6 +118,7 @@ class Observations:
     readiness: Readiness | None = None
     has_previous_release: bool = False
     rollout: RolloutView | None = None  # set when the environment's strategy shifts traffic in steps
+    poll: timedelta = POLL  # how soon to look again while something runs (the engine's setting)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ def _gating(o: Observations) -> Decision:
             f"waiting for gates: {_open_words(checks)}",
             tuple(checks),
             run_gates=tuple(to_run),
-            retry_at=_earliest(checks, o.now, POLL),
+            retry_at=_earliest(checks, o.now, o.poll),
         )
     return _after_gates(o, tuple(checks))
 
@@ -299,7 +300,7 @@ def _queued(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
         return Decision("rejected", order.reason, (*checks, order))
     if o.blocked_by:
         busy = Check("environment", None, f"{o.environment} is busy: {o.blocked_by}")
-        return Decision("queued", busy.reason, (*checks, busy), retry_at=o.now + POLL)
+        return Decision("queued", busy.reason, (*checks, busy), retry_at=o.now + o.poll)
     window = _window(o)
     if not window.ok:
         retry = window.retry_at or o.now + IDLE
@@ -311,7 +312,7 @@ def _queued(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
         f"deploying {o.service} {o.version} to {o.environment}",
         (*checks, window),
         deploy=True,
-        retry_at=o.now + POLL,
+        retry_at=o.now + o.poll,
     )
 
 
@@ -346,7 +347,7 @@ def _deploying(o: Observations) -> Decision:
                 o, f"{o.version} was not confirmed ready within {_words(READY_DEADLINE)}: {why}", (check,)
             )
         check = Check("ready", None, why)
-        return Decision("deploying", f"waiting for the runtime: {why}", (check,), retry_at=o.now + POLL)
+        return Decision("deploying", f"waiting for the runtime: {why}", (check,), retry_at=o.now + o.poll)
     if r.crashed:
         check = Check("ready", False, r.crashed)
         return _roll_back(o, f"{o.version} crashed in {o.environment}: {r.crashed}", (check,))
@@ -357,7 +358,7 @@ def _deploying(o: Observations) -> Decision:
         check = Check("ready", False, f"{r.ready}/{r.wanted} ready after {READY_DEADLINE}")
         return _roll_back(o, f"{o.version} did not become ready within {_words(READY_DEADLINE)}", (check,))
     check = Check("ready", None, f"{r.ready}/{r.wanted} instance(s) of {o.version} ready")
-    return Decision("deploying", f"starting {o.version}: {check.reason}", (check,), retry_at=o.now + POLL)
+    return Decision("deploying", f"starting {o.version}: {check.reason}", (check,), retry_at=o.now + o.poll)
 
 
 def _verifying(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
@@ -375,7 +376,7 @@ def _verifying(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
             f"verifying the new version: {_open_words(gate_checks)}",
             all_checks,
             run_gates=tuple(to_run),
-            retry_at=_earliest(gate_checks, o.now, POLL),
+            retry_at=_earliest(gate_checks, o.now, o.poll),
         )
     if o.rollout is not None:
         return _rolling_out(o, all_checks)
@@ -395,7 +396,7 @@ def _rolling_out(o: Observations, checks: tuple[Check, ...] = ()) -> Decision:
         words = f"{o.service} {o.version} runs in {o.environment}: {action.reason}"
         return Decision("succeeded", words, (*checks, Check("rollout", True, action.reason)), rollout=action)
     check = Check("rollout", None, action.reason, action.next_at)
-    retry = action.next_at or o.now + POLL
+    retry = action.next_at or o.now + o.poll
     return Decision("rolling_out", action.reason, (*checks, check), retry_at=retry, rollout=action)
 
 

@@ -67,6 +67,8 @@ class EngineSettings:
     """How often to look for work and how long a claimed promotion stays ours without renewal."""
 
     tick: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_TICK", 0.5))
+    poll: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_POLL", 1.0))
+    """How soon to look again at a running gate or a starting deployment."""
     lease: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_LEASE", 15.0))
 
 
@@ -221,7 +223,8 @@ class Engine:
     ) -> tuple[Decision, list[int], deployments.PlannedDeployment | None, EnvironmentDesired | None]:
         """Decide and record this step: gates to run, a deployment or weights to apply, or the new state."""
         now = self.clock.now()
-        decision = decide(observe(session, row, spec, now, readiness, verdict))
+        poll = timedelta(seconds=self.settings.poll)
+        decision = decide(observe(session, row, spec, now, readiness, verdict, poll))
         started = self._begin_gates(session, row, spec, decision)
         traffic = reconcile.record_action(session, ENGINE, row, decision, verdict, now)
         planned = None

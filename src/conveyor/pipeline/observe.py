@@ -7,7 +7,7 @@ the release that approvals bind to.)
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from conveyor.deployments.service import previous_release
 from conveyor.pipeline.approvals import ApprovalPolicy, Review
 from conveyor.pipeline.decide import (
     HOLDING_STATES,
+    POLL,
     TERMINAL_STATES,
     GatePlan,
     GateStatus,
@@ -109,6 +110,7 @@ def observe(
     now: datetime,
     readiness: Readiness | None = None,
     verdict: Verdict | None = None,
+    poll: timedelta = POLL,
 ) -> Observations:
     """What `decide` needs about `row`, read from the store (runtime readiness and analysis passed in)."""
     env = spec.environments[row.environment]
@@ -146,4 +148,5 @@ def observe(
         readiness=readiness,
         has_previous_release=has_previous,
         rollout=rollout_view(session, row, now, readiness, verdict),
+        poll=poll,
     )
