@@ -579,17 +579,7 @@ class Engine:
         If the runtime refuses or cannot be reached, the deployment stays unfinished and the promotion
         keeps its state with the reason; the next step applies the same desired state again.
         """
-        try:
-            self.driver.apply(planned.desired)
-        except ConveyorError as exc:
-            now = self.clock.now()
-            with self.store.write() as session:
-                row = self._locked(session, promotion_id)
-                if row is not None and records.holds_lease(row, self.owner, now):
-                    row.reason = f"the runtime did not take the change: {exc.detail}; retrying"
-                    row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
-                    records.release_lease(row)
-            raise _Handled from None
+        self._hand_to_runtime(promotion_id, planned.desired, "the change")
         now = self.clock.now()
         kill: list[int] = []
         with self.store.write() as session:
@@ -604,6 +594,20 @@ class Engine:
                 row.next_run_at = isoformat(now)
                 records.release_lease(row)
         self._kill(kill)
+
+    def _hand_to_runtime(self, promotion_id: int, desired: EnvironmentDesired, what: str) -> None:
+        """Apply `desired`; on a refusal, record why on the promotion, retry later, and unwind (_Handled)."""
+        try:
+            self.driver.apply(desired)
+        except ConveyorError as exc:
+            now = self.clock.now()
+            with self.store.write() as session:
+                row = self._locked(session, promotion_id)
+                if row is not None and records.holds_lease(row, self.owner, now):
+                    row.reason = f"the runtime did not take {what}: {exc.detail}; retrying"
+                    row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
+                    records.release_lease(row)
+            raise _Handled from None
 
     # -- rollouts -----------------------------------------------------------------------------
 
@@ -629,17 +633,7 @@ class Engine:
 
         A refusal leaves the step unapplied with the reason; the next step applies it again.
         """
-        try:
-            self.driver.apply(desired)
-        except ConveyorError as exc:
-            now = self.clock.now()
-            with self.store.write() as session:
-                row = self._locked(session, promotion_id)
-                if row is not None and records.holds_lease(row, self.owner, now):
-                    row.reason = f"the runtime did not take the new weights: {exc.detail}; retrying"
-                    row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
-                    records.release_lease(row)
-            raise _Handled from None
+        self._hand_to_runtime(promotion_id, desired, "the new weights")
         with self.store.write() as session:
             self._mark_applied(session, promotion_id)
             if release:

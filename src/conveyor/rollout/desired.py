@@ -58,10 +58,13 @@ def first_retirement(policy: RolloutPolicy) -> Retirement:
     return "retired"
 
 
-def next_retirement(policy: RolloutPolicy, phase: Retirement) -> tuple[Retirement, float] | None:
-    """The phase after `phase` and how long `phase` lasts; None once retired."""
-    if phase == "hot":
-        return ("standby" if policy.keep_standby_s > 0 else "retired"), policy.keep_hot_s
-    if phase == "standby":
-        return "retired", policy.keep_standby_s
-    return None
+def following_retirement(policy: RolloutPolicy, phase: Retirement) -> Retirement:
+    """Where the old version goes when `phase` is over (retired stays retired)."""
+    if phase == "hot" and policy.keep_standby_s > 0:
+        return "standby"
+    return "retired"
+
+
+def retirement_length(policy: RolloutPolicy, phase: Retirement) -> float:
+    """How long the old version stays in `phase`, in seconds (0 once retired)."""
+    return {"hot": policy.keep_hot_s, "standby": policy.keep_standby_s}.get(phase, 0.0)

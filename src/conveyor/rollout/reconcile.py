@@ -22,8 +22,16 @@ from conveyor.errors import ConveyorError
 from conveyor.pipeline.decide import Decision
 from conveyor.rollout import records as rollouts
 from conveyor.rollout.analysis import Verdict, VersionStats, judge
-from conveyor.rollout.desired import Retirement, at_step, first_retirement, main_version, retiring
-from conveyor.rollout.plan import analysis_due, step_words, weights
+from conveyor.rollout.desired import (
+    Retirement,
+    at_step,
+    first_retirement,
+    following_retirement,
+    main_version,
+    retirement_length,
+    retiring,
+)
+from conveyor.rollout.plan import analysis_due, weights
 from conveyor.rollout.policy import compile_policy, time_scale
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.runtime.driver import RuntimeDriver
@@ -182,31 +190,20 @@ def finish_aborted(session: Session, ctx: AuditContext, rollout: Rollout, why: s
     _audit(session, ctx, rollout, "rollout.abort", now, why, {"step": rollout.step}, outcome="failure")
 
 
-def _phase_length(rollout: Rollout, phase: str) -> float:
-    policy = rollouts.policy_of(rollout)
-    return {"hot": policy.keep_hot_s, "standby": policy.keep_standby_s}.get(phase, 0.0)
-
-
 def _enter(rollout: Rollout, phase: Retirement, now: datetime) -> None:
     rollout.phase = phase
-    length = _phase_length(rollout, phase)
+    length = retirement_length(rollouts.policy_of(rollout), phase)
     rollout.retire_at = isoformat(now + timedelta(seconds=length)) if phase != "retired" else None
     rollout.updated_at = isoformat(now)
 
 
-def _following(rollout: Rollout) -> Retirement:
-    policy = rollouts.policy_of(rollout)
-    if rollout.phase == "hot" and policy.keep_standby_s > 0:
-        return "standby"
-    return "retired"
-
-
-def _retire_words(rollout: Rollout, phase: str) -> str:
+def _retire_words(rollout: Rollout, phase: Retirement) -> str:
     old, new = rollout.stable_version, rollout.new_version
+    length = retirement_length(rollouts.policy_of(rollout), phase)
     if phase == "hot":
-        return f"{new} takes all traffic; {old} stays hot for {_phase_length(rollout, 'hot'):g} s"
+        return f"{new} takes all traffic; {old} stays hot for {length:g} s"
     if phase == "standby":
-        return f"{old} goes to standby (kept, no instances) for {_phase_length(rollout, 'standby'):g} s"
+        return f"{old} goes to standby (kept, no instances) for {length:g} s"
     return f"{old} is removed"
 
 
@@ -231,19 +228,12 @@ def retire_step(
         return None
     due = rollout.retire_at is not None and rollout.retire_at <= isoformat(now)
     if rollout.phase in rollouts.KEEPING and due:
-        phase = _following(rollout)
+        phase = following_retirement(rollouts.policy_of(rollout), rollout.phase)  # type: ignore[arg-type]
         _enter(rollout, phase, now)
         words = _retire_words(rollout, phase)
         rollout.reason = words
         _audit(session, ctx, rollout, f"rollout.{phase}", now, words, {"old": rollout.stable_version})
     return rollout, runtime_desired(session, rollout)
-
-
-def where(rollout: Rollout) -> str:
-    """`step 2 (10%)` or the phase, for people."""
-    if rollout.phase in rollouts.MOVING:
-        return step_words(rollouts.policy_of(rollout), rollout.step)
-    return rollout.phase
 
 
 def _audit(
