@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the suite runs on this many worker processes (pytest-xdist); most of its time is spent waiting on real
+# servers and app instances, so two workers halve it even on two cores. WORKERS=0 runs it in one process.
+WORKERS ?= 2
 
 .PHONY: demo test test-unit test-integration lint typecheck lock clean docs bench-router bench-rollback
 
@@ -20,13 +23,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -q -m integration
+	$(BIN)/python -m pytest -q -n $(WORKERS) -m integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from conveyor.spec import load_spec_text, render_init
-from tests.conftest import Cli, start_server
+from tests.conftest import Cli, free_port, start_server
 
 
 def _wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -35,7 +35,7 @@ def test_apply_survives_server_kill_before_commit(database_url: str, tmp_path: P
     # restart with a pause inside the apply transaction, after every row is written but before commit
     paused = Cli(server.home, {**server.cli.env, "CONVEYOR_FAULT_PAUSE": "apply.before_commit=60"})
     port = server.url.rsplit(":", 1)[1]
-    paused("up", "--port", port, check=True)
+    paused("up", "--port", port, "--agent-port", str(free_port()), check=True)
     url = server.url
     outcome: dict[str, object] = {}
 
@@ -58,7 +58,7 @@ def test_apply_survives_server_kill_before_commit(database_url: str, tmp_path: P
     thread.join(30)
     assert "error" in outcome and "answered" not in outcome
 
-    server.cli("up", "--port", port, check=True)
+    server.cli("up", "--port", port, "--agent-port", str(free_port()), check=True)
     try:
         with server.admin() as http:
             revisions = http.get("/api/v1/spec/revisions").json()
