@@ -40,7 +40,7 @@ def step(title: str) -> None:
     print(f"\n{bold}== {title}{plain}", flush=True)
 
 
-def run(*args: str, token: str | None = None, expect: int = 0) -> str:
+def run(*args: str, token: str | None = None, expect: int = 0, stdin: str | None = None) -> str:
     """Run `conveyor ARGS` as a user would, echoing the command and its output."""
     env = {**os.environ, "CONVEYOR_HOME": str(WORK / ".conveyor")}
     env.pop("CONVEYOR_TOKEN", None)
@@ -48,8 +48,10 @@ def run(*args: str, token: str | None = None, expect: int = 0) -> str:
     if token:
         env["CONVEYOR_TOKEN"] = token
         shown = "CONVEYOR_TOKEN=… " + shown
+    if stdin is not None:
+        shown = "… | " + shown  # the value itself is never echoed
     print(f"$ {shown}", flush=True)
-    proc = subprocess.run([*CONVEYOR, *args], cwd=WORK, env=env, capture_output=True, text=True)
+    proc = subprocess.run([*CONVEYOR, *args], cwd=WORK, env=env, capture_output=True, text=True, input=stdin)
     sys.stdout.write(proc.stdout)
     sys.stdout.write(proc.stderr)
     if proc.returncode != expect:
@@ -305,6 +307,30 @@ def to_production(version: str, rita: str, sam: str, lee: str) -> None:
     run("approve", production, "--comment", "rollback plan checked", token=lee)
 
 
+def secrets(rita: str, dev_token: str) -> None:
+    """Every environment gets its own secrets: values go in on stdin or are generated, never come out."""
+    step("Secrets: sealed per environment, values in on stdin (never an argument), never shown again")
+    api_key = "sk_live_" + os.urandom(12).hex()
+    run("secret", "set", "production", "API_KEY", "-m", "payment provider key", stdin=api_key, token=rita)
+    run("secret", "set", "production", "API_KEY", stdin="stolen", token=dev_token, expect=1)
+    for environment in ("development", "qa", "staging", "production", "dr"):
+        for name in ("POSTGRES_PASSWORD", "JWT_SECRET", "API_KEY"):
+            if (environment, name) != ("production", "API_KEY"):
+                subprocess.run(
+                    [*CONVEYOR, "secret", "set", environment, name, "--generate"],
+                    cwd=WORK,
+                    env={**os.environ, "CONVEYOR_HOME": str(WORK / ".conveyor"), "CONVEYOR_TOKEN": rita},
+                    check=True,
+                    capture_output=True,
+                )
+    print("(every other secret was generated the same way: conveyor secret set ENV NAME --generate)")
+    run("secret", "list", "production")
+    run("secret", "rotate", "production", "JWT_SECRET", "-m", "demo rotation", token=rita)
+    run("secret", "history", "production", "JWT_SECRET")
+    run("config", "show", "production")
+    run("secret", "due")
+
+
 def promote(rita: str) -> None:
     """Build once, promote many: three releases from main through staging to production."""
     spec = WORK / "conveyor.yaml"
@@ -319,6 +345,8 @@ def promote(rita: str) -> None:
     checks.mkdir()
     for name in ("app.py", "test_app.py", "check_deployed.py"):
         shutil.copy(ROOT / "examples/app" / name, checks / name)
+
+    secrets(rita, dev_token=token_in(run("user", "add", "dev2", "--role", "developer")))
 
     step("CI builds 1.0.0 from main once; the same bytes go to development by hand")
     ci_build("1.0.0")

@@ -13,11 +13,19 @@ A build can also ship a defect: a `defects.json` next to this file, read at star
 `{"error_rate": 0.3, "only_if": "ENABLE_METRICS"}` (a share of requests fails, but only where that
 setting is true, the way a bug in a code path only production turns on slips past staging).
 
-Conveyor passes PORT, CONVEYOR_ENV, CONVEYOR_VERSION and the environment's config.
+Conveyor passes PORT, CONVEYOR_ENV, CONVEYOR_VERSION, the environment's config and its secrets.
+`GET /settings/NAME` tells whether a variable reached the instance, as a SHA-256 fingerprint.
+
+Feature flags come from the flagd JSON file Conveyor keeps current (CONVEYOR_FLAGS_FILE); the app
+re-reads it when it changes, without a restart. `GET /flags/KEY` answers {"key", "value",
+"variant", "reason"} for the user in the `X-User` header (the targeting key) and the query string
+as context. A real service would use OpenFeature's flagd provider on the same file
+(FLAGD_OFFLINE_FLAG_SOURCE_PATH); this one carries a small evaluator to stay dependency-free.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -25,6 +33,8 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 
 class Faults:
@@ -79,6 +89,132 @@ ENVIRONMENT = os.environ.get("CONVEYOR_ENV", "local")
 INSTANCE = os.environ.get("CONVEYOR_INSTANCE", str(os.getpid()))
 
 
+def murmur3_32(data: bytes) -> int:
+    """MurmurHash3 x86 32-bit, seed 0: the hash flagd buckets `fractional` rollouts with."""
+    h, mask = 0, 0xFFFFFFFF
+
+    def rotl(value: int, bits: int) -> int:
+        return ((value << bits) | (value >> (32 - bits))) & mask
+
+    body = len(data) - len(data) % 4
+    for i in range(0, len(data), 4):  # 4-byte blocks, then the 1-3 byte tail
+        k = int.from_bytes(data[i : i + 4], "little")
+        h ^= rotl((k * 0xCC9E2D51) & mask, 15) * 0x1B873593 & mask
+        if i < body:
+            h = (rotl(h, 13) * 5 + 0xE6546B64) & mask
+    h ^= len(data)
+    for shift, factor in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h = ((h ^ (h >> shift)) * factor) & mask
+    return h ^ (h >> 16)
+
+
+class Flags:
+    """The flags in the flagd file, re-read (at most every 200 ms) when its inode, size or mtime change."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.lock = path, threading.Lock()
+        self.stamp: tuple[int, int, int] | None = None
+        self.checked = 0.0
+        self.document: dict[str, Any] = {"flags": {}}
+
+    def current(self) -> dict[str, Any]:
+        with self.lock:
+            if self.path and time.monotonic() - self.checked >= 0.2:
+                self.checked = time.monotonic()
+                try:
+                    st = os.stat(self.path)
+                    stamp: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+                except FileNotFoundError:
+                    stamp = None
+                if stamp != self.stamp:
+                    try:
+                        with open(self.path) as handle:
+                            self.document = json.load(handle) if stamp else {"flags": {}}
+                        self.stamp = stamp
+                    except (OSError, ValueError):
+                        pass  # keep the last good flags; Conveyor replaces the file atomically
+            return self.document
+
+    def resolve(self, key: str, context: dict[str, Any]) -> dict[str, Any]:
+        """The flag's value, variant and reason (no value: use the code's default)."""
+        flag = self.current()["flags"].get(key)
+        if flag is None or flag.get("state") != "ENABLED":
+            return {
+                "key": key,
+                "value": None,
+                "variant": None,
+                "reason": "DISABLED" if flag else "FLAG_NOT_FOUND",
+            }
+        variant, reason = flag.get("defaultVariant"), "STATIC"
+        if flag.get("targeting"):
+            data = {**context, "$flagd": {"flagKey": key, "timestamp": int(time.time())}}
+            try:
+                chosen = rule(flag["targeting"], data)
+            except (LookupError, TypeError, ValueError):
+                chosen = None  # an unsupported or failing rule: the default variant, as flagd does
+            if isinstance(chosen, bool):
+                chosen = str(chosen).lower()
+            variant, reason = (
+                (chosen, "TARGETING_MATCH") if chosen in flag["variants"] else (variant, "DEFAULT")
+            )
+        value = flag["variants"].get(variant) if variant is not None else None
+        return {"key": key, "value": value, "variant": variant, "reason": reason}
+
+
+def rule(logic: Any, data: dict[str, Any]) -> Any:
+    """A small JsonLogic subset: var, if, ==, !=, !, and, or, in, starts_with, ends_with, fractional."""
+    if isinstance(logic, list):
+        return [rule(item, data) for item in logic]
+    if not (isinstance(logic, dict) and len(logic) == 1):
+        return logic
+    ((op, args),) = logic.items()
+    args = args if isinstance(args, list) else [args]
+    if op == "if":
+        for i in range(0, len(args) - 1, 2):
+            if rule(args[i], data):
+                return rule(args[i + 1], data)
+        return rule(args[-1], data) if len(args) % 2 else None
+    if op in ("and", "or"):
+        result = None
+        for item in args:
+            result = rule(item, data)
+            if bool(result) == (op == "or"):
+                return result
+        return result
+    values = [rule(a, data) for a in args]
+    if op == "var":
+        found: Any = data
+        for part in str(values[0]).split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        return values[1] if found is None and len(values) > 1 else found
+    if op == "fractional":
+        by = values.pop(0) if isinstance(values[0], str) or values[0] is None else None
+        by = by if isinstance(by, str) else f"{key_of(data)}{data['targetingKey']}"
+        total = sum(max(0, int(b[1] if len(b) > 1 else 1)) for b in values)
+        point, end = (murmur3_32(by.encode()) * total) >> 32, 0
+        for bucket in values:
+            end += max(0, int(bucket[1] if len(bucket) > 1 else 1))
+            if point < end:
+                return bucket[0]
+        return None
+    simple = {
+        "==": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        "!": lambda a, *_: not a,
+        "in": lambda a, b: a in b if isinstance(b, str | list) else False,
+        "starts_with": lambda a, b: a.startswith(b),
+        "ends_with": lambda a, b: a.endswith(b),
+    }
+    return simple[op](*values)
+
+
+def key_of(data: dict[str, Any]) -> str:
+    return str(data["$flagd"]["flagKey"])
+
+
+FLAGS = Flags(os.environ.get("CONVEYOR_FLAGS_FILE"))
+
+
 def crash() -> None:
     """Die the way a real bug kills a process: no cleanup, no response."""
     sys.stdout.flush()
@@ -128,6 +264,20 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/version":
             self._send(200, {"version": VERSION, "environment": ENVIRONMENT})
+            return
+        if self.path.startswith("/settings/"):
+            # whether a setting reached this instance, as a SHA-256 fingerprint: never the value itself
+            name = self.path.removeprefix("/settings/")
+            value = os.environ.get(name)
+            digest = None if value is None else hashlib.sha256(value.encode()).hexdigest()
+            self._send(200, {"name": name, "set": value is not None, "sha256": digest, "pid": os.getpid()})
+            return
+        if self.path.startswith("/flags/"):
+            url = urlsplit(self.path)
+            context: dict[str, Any] = dict(parse_qsl(url.query))
+            if self.headers.get("X-User"):
+                context["targetingKey"] = self.headers["X-User"]
+            self._send(200, {**FLAGS.resolve(url.path.removeprefix("/flags/"), context), "pid": os.getpid()})
             return
         self._serve()
 

@@ -50,7 +50,7 @@ class SlowRuntime:
         self.desired: dict[str, EnvironmentDesired] = {}
         self.applies: list[str] = []
 
-    def apply(self, desired: EnvironmentDesired) -> dict[str, Any]:
+    def apply(self, desired: EnvironmentDesired, secret_values: Any = None) -> dict[str, Any]:
         time.sleep(0.3)
         with self.lock:
             self.desired[desired.environment] = desired

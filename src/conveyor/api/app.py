@@ -20,9 +20,11 @@ from conveyor.api.routes import (
     audit,
     config,
     environments,
+    flags,
     promotions,
     rollouts,
     runtime,
+    secrets,
     spec,
     system,
     tokens,
@@ -33,8 +35,11 @@ from conveyor.clock import Clock, SystemClock, isoformat
 from conveyor.credentials import write_credentials
 from conveyor.errors import Conflict
 from conveyor.pipeline.engine import Engine
+from conveyor.runtime.delivery import DeliveringDriver
 from conveyor.runtime.driver import RuntimeDriver
 from conveyor.runtime.local.client import LocalDriver
+from conveyor.secrets.keys import load_keyring
+from conveyor.secrets.service import check_keyring
 from conveyor.settings import Settings
 from conveyor.store.db import Store
 from conveyor.store.migrate import ensure_migrated
@@ -64,6 +69,20 @@ def bootstrap(state: AppState, public_url: str) -> None:
     log.info("created user 'admin'; its token is in %s", final)
 
 
+def _check_master_key(state: AppState) -> None:
+    """Say at start-up when stored secrets are sealed under a master key the server does not have."""
+    with state.store.read() as session:
+        missing = check_keyring(session, state.keyring)
+    if missing:
+        log.error(
+            "stored secrets are sealed under master key(s) %s, which the server does not have (it has %s): "
+            "no secret can be read or written until it starts with the right key (CONVEYOR_MASTER_KEY "
+            "or .conveyor/master.key)",
+            ", ".join(missing),
+            ", ".join(k.id for k in state.keyring.keys),
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -75,14 +94,17 @@ def create_app(
     store = Store(settings.database_url)
     schema_revision = ensure_migrated(store)
     clock = clock or SystemClock()
+    keyring = load_keyring(settings.home, create=True)  # a malformed master key stops the start here
     state = AppState(
         settings,
         store,
         clock,
         isoformat(clock.now()),
         schema_revision,
-        driver or LocalDriver.for_home(settings.home),
+        DeliveringDriver(driver or LocalDriver.for_home(settings.home), store, keyring),
+        keyring,
     )
+    _check_master_key(state)
     bootstrap(state, public_url)
     if os.environ.get("CONVEYOR_ENGINE", "on") != "off":
         state.engine = Engine(store, clock, state.driver, settings.home)
@@ -112,10 +134,12 @@ def create_app(
         spec,
         environments,
         config,
+        flags,
         artifacts,
         promotions,
         rollouts,
         runtime,
+        secrets,
         users,
         tokens,
         audit,

@@ -17,6 +17,7 @@ from conveyor.environments.service import current_role_table
 from conveyor.errors import Forbidden
 from conveyor.pipeline.engine import Engine
 from conveyor.runtime.driver import RuntimeDriver
+from conveyor.secrets.crypto import Keyring
 from conveyor.settings import Settings
 from conveyor.store.db import Store
 
@@ -33,6 +34,7 @@ class AppState:
     started_at: str
     schema_revision: str
     driver: RuntimeDriver
+    keyring: Keyring
     engine: Engine | None = None
 
     def wake_engine(self) -> None:

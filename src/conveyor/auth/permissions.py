@@ -29,6 +29,7 @@ GLOBAL_PERMISSIONS: dict[str, str] = {
     "runtime:read": "see instances, logs and live traffic of environments",
     "promotions:read": "list promotions and see their gates, approvals and explanations",
     "promotions:override": "release a promotion during a freeze or outside its change window (admin)",
+    "secrets:rewrap": "re-wrap every secret's data key under the server's current master key (admin)",
 }
 
 # Actions granted per environment by `access` in conveyor.yaml.

@@ -10,6 +10,7 @@ import typer
 
 from conveyor.cli.common import api
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table
+from conveyor.credentials import write_private
 from conveyor.errors import ClientError
 
 app = typer.Typer(
@@ -156,17 +157,26 @@ def export_values(
     env: str = EnvArg,
     fmt: str = typer.Option("dotenv", "--format", "-f", help="dotenv, json or tfvars (Terraform variables)"),
     file: Path = typer.Option(None, "--file", help="write here instead of standard output"),
+    include_secrets: bool = typer.Option(
+        False,
+        "--include-secrets",
+        help="add the secrets' values (needs the environment's secrets access; audited)",
+    ),
 ) -> None:
     """The next release's configuration for other tools: a .env file, JSON, or Terraform variables.
 
-    Secrets are not configuration and are never exported.
+    Secrets are left out unless --include-secrets is given; the file is then written 0600.
     """
+    path = f"/api/v1/environments/{env}/config/export" + ("/with-secrets" if include_secrets else "")
     with api(ctx) as client:
-        text = client.get_text(f"/api/v1/environments/{env}/config/export", params={"format": fmt})
+        text = client.get_text(path, params={"format": fmt})
     if file is None:
         sys.stdout.write(text)
         return
-    file.write_text(text)
+    if include_secrets:
+        write_private(file, text)
+    else:
+        file.write_text(text)
     console.print(f"{env}'s configuration written to {file} ({fmt})", markup=False)
 
 

@@ -11,9 +11,11 @@ from conveyor.cli import (
     artifact_cmds,
     audit_cmds,
     config_cmds,
+    flag_cmds,
     promotion_cmds,
     rollout_cmds,
     runtime_cmds,
+    secret_cmds,
     server_cmds,
     spec_cmds,
     token_cmds,
@@ -60,11 +62,13 @@ runtime_cmds.register(app)
 promotion_cmds.register(app)
 rollout_cmds.register(app)
 config_cmds.register(app)
+flag_cmds.register(app)
 app.add_typer(user_cmds.app, name="user")
 app.command("whoami")(user_cmds.whoami)
 app.add_typer(token_cmds.app, name="token")
 app.add_typer(audit_cmds.app, name="audit")
 app.add_typer(artifact_cmds.app, name="artifact")
+app.add_typer(secret_cmds.app, name="secret")
 
 
 def run() -> None:

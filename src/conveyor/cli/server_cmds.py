@@ -45,9 +45,11 @@ def up(
 ) -> None:
     """Start the server and the local runtime agent in the background (pids and logs in .conveyor/)."""
     from conveyor.rollout.policy import time_scale
+    from conveyor.secrets.keys import load_keyring
 
     settings = cli_context(ctx).settings
     time_scale()  # a bad CONVEYOR_TIME_SCALE is refused here, not in the background server's log
+    load_keyring(settings.home, create=True)  # so is a malformed master key; a new home gets one
     extra_env: dict[str, str] = {}
     if not no_agent:
         agent_pid = daemon.running_pid(settings, "agent")

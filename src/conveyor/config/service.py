@@ -1,6 +1,6 @@
 """An environment's configuration: the layers read from conveyor.yaml and the store, overrides, diffs.
 
-`release_env` is what every release (promotion, deploy) runs with; `resolution` is the same with
+`release_config` is what every release (promotion, deploy) runs with; `resolution` is the same with
 provenance for `conveyor config show`. Overrides are audited; they change the next release, not
 what runs now (ADR 0009).
 """
@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session
 
 from conveyor.audit.log import AuditContext, record
 from conveyor.clock import isoformat
-from conveyor.config.resolve import Layer, LayerName, Resolution, Setting, parse_value, resolve
+from conveyor.config.resolve import Layer, LayerName, Problem, Resolution, Setting, parse_value, resolve
 from conveyor.errors import InvalidRequest, NotFound
+from conveyor.secrets import service as secrets
 from conveyor.spec import Spec
 from conveyor.store.tables import ConfigOverride
 
+MASK = "********"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -58,19 +60,29 @@ def service_of(spec: Spec, environment: str, service: str | None) -> str:
 
 
 def resolution(session: Session, spec: Spec, environment: str, service: str | None = None) -> Resolution:
-    """Every key of `environment` for `service`, with the layer it came from and what it shadows."""
+    """Every key of `environment` for `service`, with the layer it came from and what it shadows.
+
+    Secrets appear masked, as their version: their values never leave the secret store here.
+    """
     if environment not in spec.environments:
         raise NotFound(
             f"environment '{environment}' is not in the applied conveyor.yaml",
             hint=f"environments: {', '.join(spec.environments)}",
         )
-    schema = spec.services[service_of(spec, environment, service)].config_schema
+    service = service_of(spec, environment, service)
+    schema = spec.services[service].config_schema
     stored = overrides(session, environment)
+    refs, missing = secrets.release_refs(session, spec, environment, service)
     layers = [
         Layer(
             "override",
             {o.key: json.loads(o.value) for o in stored},
             {o.key: f"override by {o.set_by} at {o.set_at[:19]}Z" for o in stored},
+        ),
+        Layer(
+            "secret",
+            {name: f"{MASK} ({ref})" for name, ref in refs.items()},
+            {name: f"secret store, {ref}" for name, ref in refs.items()},
         ),
         Layer(
             "environment",
@@ -86,17 +98,37 @@ def resolution(session: Session, spec: Spec, environment: str, service: str | No
             {key: "conveyor.yaml config_schema default" for key in schema},
         ),
     ]
-    return resolve(schema, layers, _fixes(environment))
+    resolved = resolve(schema, layers, _fixes(environment))
+    unset = tuple(_unset_secret(spec, environment, service, name) for name in missing)
+    return Resolution(resolved.settings, resolved.problems + unset)
 
 
-def release_env(session: Session, spec: Spec, environment: str, service: str | None = None) -> dict[str, str]:
-    """The configuration a release of `environment` runs with; a clear error when it has problems."""
+def _unset_secret(spec: Spec, environment: str, service: str, name: str) -> Problem:
+    source = secrets.source_of(spec, environment, name)
+    return Problem(
+        name,
+        f"{name} is a secret {service} needs, and {source} has no value for it",
+        f"set it with `conveyor secret set {source} {name}` "
+        "(the value is read from stdin or --file; --generate makes one)",
+    )
+
+
+def release_config(
+    session: Session, spec: Spec, environment: str, service: str | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What a release of `environment` runs with: its configuration, and references to its secrets.
+
+    A clear error when the configuration has problems. Secrets are references
+    (`environment/NAME@version`), so no stored release ever holds a secret's value (ADR 0010).
+    """
     resolved = resolution(session, spec, environment, service)
     if resolved.problems:
         words = "; ".join(p.message for p in resolved.problems)
         fixes = "; ".join(p.fix for p in resolved.problems)
         raise InvalidRequest(f"the configuration of {environment} has problems: {words}", hint=fixes)
-    return resolved.env()
+    env = {s.key: s.text for s in resolved.settings if s.layer != "secret"}
+    refs, _ = secrets.release_refs(session, spec, environment, service_of(spec, environment, service))
+    return env, refs
 
 
 def set_override(

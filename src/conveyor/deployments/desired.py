@@ -27,9 +27,13 @@ def config_env(spec: Spec, environment: str) -> dict[str, str]:
     return {key: _env_value(value) for key, value in spec.environments[environment].config.items()}
 
 
-def config_sha256(env: dict[str, str]) -> str:
-    """Hash of the resolved configuration a release runs with."""
-    return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
+def config_sha256(env: dict[str, str], secrets: dict[str, str] | None = None) -> str:
+    """Hash of the resolved configuration a release runs with, its secrets' references included.
+
+    A rotated secret is a new reference, so it changes the hash approvals bind to (ADR 0010).
+    """
+    content: Any = {"env": env, "secrets": secrets} if secrets else env
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def recreate(
@@ -40,11 +44,12 @@ def recreate(
     digest: str,
     bundle_path: str,
     config: dict[str, str] | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> EnvironmentDesired:
     """Desired state that runs only `version` of `service`, with all traffic, in `environment`.
 
-    `config` is the resolved configuration (conveyor.config.service.release_env); without it, the
-    environment's own values.
+    `config` and `secrets` are what conveyor.config.service.release_config resolves (without them,
+    the environment's own values and no secrets).
     """
     if environment not in spec.environments:
         raise NotFound(f"environment '{environment}' is not in the applied conveyor.yaml")
@@ -81,4 +86,5 @@ def recreate(
         ),
         router_port=env.router.port if env.router else None,
         port_env=svc.port_env,
+        secrets=dict(secrets or {}),
     )

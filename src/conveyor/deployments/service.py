@@ -15,7 +15,7 @@ from conveyor.audit.log import AuditContext, record
 from conveyor.auth.permissions import may_act_on_environment
 from conveyor.auth.service import Principal
 from conveyor.clock import isoformat
-from conveyor.config.service import release_env
+from conveyor.config.service import release_config
 from conveyor.deployments.desired import config_sha256, recreate
 from conveyor.environments.service import applied_spec, get_environment, lock_environment
 from conveyor.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -103,7 +103,7 @@ def _record(
         version=version,
         digest=digest,
         strategy=strategy,
-        config_sha256=config_sha256(desired.env),
+        config_sha256=config_sha256(desired.env, desired.secrets),
         created_at=isoformat(now),
         created_by=ctx.actor,
         state="applying",
@@ -128,6 +128,18 @@ def _record(
             "promotion": promotion_id,
         },
     )
+    refs = sorted(desired.secret_refs())
+    if refs:
+        # the release reads these values when the runtime gets them: one audited read per release
+        record(
+            session,
+            ctx,
+            "secret.read",
+            now=now,
+            environment=desired.environment,
+            target=f"release:{row.id}",
+            details={"release": row.id, "version": version, "secrets": refs, "purpose": kind},
+        )
     return PlannedDeployment(row.id, desired)
 
 
@@ -214,8 +226,8 @@ def begin(
             hint="register a .tar.gz bundle for local environments, or use the Kubernetes runtime",
         )
     bundle = str(blob_path(artifacts_root, artifact.digest))
-    env = release_env(session, spec, environment, service)
-    desired = recreate(spec, environment, service, version, artifact.digest, bundle, env)
+    env, secrets = release_config(session, spec, environment, service)
+    desired = recreate(spec, environment, service, version, artifact.digest, bundle, env, secrets)
     return _record(session, ctx, desired, artifact.digest, version, "deploy", now)
 
 

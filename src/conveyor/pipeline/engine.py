@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from conveyor.artifacts.service import blob_path, get_artifact
 from conveyor.audit.log import AuditContext
 from conveyor.clock import Clock, isoformat
-from conveyor.config.service import release_env
+from conveyor.config.service import release_config
 from conveyor.deployments import service as deployments
 from conveyor.deployments.desired import config_sha256, recreate
 from conveyor.environments.service import lock_environment
@@ -490,9 +490,9 @@ class Engine:
         """Move to `deploying` and record the deployment, in the transaction that holds the environment."""
         artifact = get_artifact(session, row.service, row.version)
         bundle = str(blob_path(self.home / "artifacts", artifact.digest))
-        env = release_env(session, spec, row.environment, row.service)
-        desired = recreate(spec, row.environment, row.service, row.version, row.digest, bundle, env)
-        if config_sha256(desired.env) != row.config_sha256:
+        env, secrets = release_config(session, spec, row.environment, row.service)
+        desired = recreate(spec, row.environment, row.service, row.version, row.digest, bundle, env, secrets)
+        if config_sha256(desired.env, desired.secrets) != row.config_sha256:
             # the configuration changed since the decision's release was computed: decide again
             held = Decision("queued", "the configuration changed; checking approvals again", decision.checks)
             return held, None

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from conveyor.clock import isoformat
-from conveyor.config.service import release_env
+from conveyor.config.service import release_config
 from conveyor.deployments.desired import config_sha256
 from conveyor.deployments.service import previous_release
 from conveyor.pipeline.approvals import ApprovalPolicy, Review
@@ -40,7 +40,7 @@ AFTER_DEPLOY_GATES = frozenset({"smoke", "load", "chaos"})
 
 def environment_config_hash(session: Session, spec: Spec, environment: str, service: str) -> str:
     """Hash of the configuration a release of `service` in `environment` resolves to now."""
-    return config_sha256(release_env(session, spec, environment, service))
+    return config_sha256(*release_config(session, spec, environment, service))
 
 
 def gate_plans(spec: Spec, environment: str) -> list[GatePlan]:

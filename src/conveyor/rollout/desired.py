@@ -30,8 +30,8 @@ def at_step(
     new_bp, stable_bp = weights(policy, step)
     new_n, stable_n = instances(policy, step)
     versions = (
-        replace(old, weight_bp=stable_bp, instances=stable_n, env=old.env or dict(stable.env), fault=None),
-        replace(new, weight_bp=new_bp, instances=new_n, env=None),
+        replace(_own_config(old, stable), weight_bp=stable_bp, instances=stable_n, fault=None),
+        replace(new, weight_bp=new_bp, instances=new_n, env=None, secrets=None),
     )
     return replace(release, versions=versions)
 
@@ -40,13 +40,22 @@ def retiring(
     stable: EnvironmentDesired, release: EnvironmentDesired, policy: RolloutPolicy, phase: Retirement
 ) -> EnvironmentDesired:
     """After the switch: the new version at 100%, the old one hot, on standby, or gone."""
-    new = replace(main_version(release), instances=policy.instances, env=None)
+    new = replace(main_version(release), instances=policy.instances, env=None, secrets=None)
     if phase == "retired":
         return replace(release, versions=(new,))
     old = main_version(stable)
     kept = policy.instances if phase == "hot" else 0
-    old = replace(old, weight_bp=0, instances=kept, env=old.env or dict(stable.env), fault=None)
+    old = replace(_own_config(old, stable), weight_bp=0, instances=kept, fault=None)
     return replace(release, versions=(old, new))
+
+
+def _own_config(version: VersionDesired, release: EnvironmentDesired) -> VersionDesired:
+    """The stable version carrying its own release's configuration and secrets, not the new one's."""
+    return replace(
+        version,
+        env=version.env or dict(release.env),
+        secrets=dict(release.secrets) if version.secrets is None else version.secrets,
+    )
 
 
 def first_retirement(policy: RolloutPolicy) -> Retirement:

@@ -49,6 +49,8 @@ class VersionDesired:
     fault: FaultPolicy | None = None
     env: dict[str, str] | None = None
     """This version's own configuration (a rollout keeps the stable version's); None: the environment's."""
+    secrets: dict[str, str] | None = None
+    """This version's own secret references, like `env`; None: the environment's."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,16 @@ class EnvironmentDesired:
     router_port: int | None = None
     sticky: bool = True
     port_env: str = "PORT"
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Secret references: variable name → `environment/NAME@version`. Never values: the runtime gets
+    those beside the desired state (ADR 0010), so no stored desired state holds a secret."""
+
+    def secret_refs(self) -> set[str]:
+        """Every secret reference any version runs with."""
+        refs = set(self.secrets.values())
+        for v in self.versions:
+            refs |= set((v.secrets or {}).values())
+        return refs
 
     def validate(self) -> None:
         """Raise InvalidRequest unless versions are unique and weights add up to 100%."""
@@ -94,9 +106,10 @@ class EnvironmentDesired:
         try:
             versions = tuple(
                 VersionDesired(
-                    **{k: v for k, v in item.items() if k not in ("fault", "env")},
+                    **{k: v for k, v in item.items() if k not in ("fault", "env", "secrets")},
                     fault=FaultPolicy(**item["fault"]) if item.get("fault") else None,
-                    env=None if item.get("env") is None else {str(k): str(v) for k, v in item["env"].items()},
+                    env=_strings(item.get("env")),
+                    secrets=_strings(item.get("secrets")),
                 )
                 for item in data["versions"]
             )
@@ -110,8 +123,14 @@ class EnvironmentDesired:
                 router_port=data.get("router_port"),
                 sticky=bool(data.get("sticky", True)),
                 port_env=str(data.get("port_env") or "PORT"),
+                secrets=_strings(data.get("secrets")) or {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidRequest(f"malformed desired state: {exc}") from None
         desired.validate()
         return desired
+
+
+def _strings(data: Any) -> dict[str, str] | None:
+    """A JSON object of text values (None stays None)."""
+    return None if data is None else {str(k): str(v) for k, v in data.items()}

@@ -6,7 +6,7 @@ implement the same calls with Deployments, Services and Gateway API HTTPRoutes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from conveyor.runtime.desired import EnvironmentDesired
@@ -15,8 +15,13 @@ from conveyor.runtime.desired import EnvironmentDesired
 class RuntimeDriver(Protocol):
     """Apply desired state, observe actual state, read metrics and logs."""
 
-    def apply(self, desired: EnvironmentDesired) -> dict[str, Any]:
-        """Make `desired` the environment's desired state; returns the runtime's acknowledgement."""
+    def apply(
+        self, desired: EnvironmentDesired, secret_values: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Make `desired` the environment's desired state; returns the runtime's acknowledgement.
+
+        `secret_values` holds the value of each secret reference `desired` names (ADR 0010).
+        """
         ...
 
     def observe(self, environment: str | None = None) -> dict[str, Any]:
@@ -33,4 +38,8 @@ class RuntimeDriver(Protocol):
 
     def kill_instance(self, environment: str, instance_id: str) -> dict[str, Any]:
         """Kill one instance abruptly (chaos gates); the runtime replaces it as after any crash."""
+        ...
+
+    def put_flags(self, environment: str, document: dict[str, Any]) -> dict[str, Any]:
+        """Make `document` (flagd JSON) the environment's feature flags, without restarting anything."""
         ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from conveyor.spec.fields import Issue, did_you_mean
-from conveyor.spec.vocabulary import TIER_RANK
+from conveyor.spec.vocabulary import LIVE_TIERS, TIER_RANK
 
 if TYPE_CHECKING:
     from conveyor.spec.models import Spec
@@ -18,6 +18,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
         *_self_references(spec),
         *_port_clashes(spec),
         *_service_needs(spec),
+        *_secret_sharing(spec),
         *_signature_needs(spec),
     ]
 
@@ -134,6 +135,56 @@ def _port_clashes(spec: Spec) -> list[Issue]:
             )
         else:
             owners[port] = name
+    return issues
+
+
+def _secret_sharing(spec: Spec) -> list[Issue]:
+    """A secret used from another environment must be shared by it; live secrets stay in live tiers."""
+    issues: list[Issue] = []
+    for env_name, environment in spec.environments.items():
+        for secret, ref in environment.secrets.items():
+            where = ("environments", env_name, "secrets", secret)
+            for other in ref.share_with:
+                target = spec.environments.get(other)
+                if target is None:
+                    issues.append(
+                        Issue(
+                            (*where, "share_with"),
+                            f"environment '{other}' is not declared",
+                            did_you_mean(other, spec.environments),
+                        )
+                    )
+                elif environment.tier in LIVE_TIERS and target.tier not in LIVE_TIERS:
+                    issues.append(
+                        Issue(
+                            (*where, "share_with"),
+                            f"{env_name} is a {environment.tier} environment; its secrets never leave "
+                            f"production tiers, and '{other}' is {target.tier}",
+                            f"give {other} its own {secret} with `conveyor secret set {other} {secret}`",
+                        )
+                    )
+            source_name = ref.from_environment
+            if source_name is None:
+                continue
+            source = spec.environments.get(source_name)
+            if source is None or source_name == env_name:
+                hint = (
+                    did_you_mean(source_name, spec.environments)
+                    if source is None
+                    else "name another environment"
+                )
+                issues.append(
+                    Issue((*where, "from_environment"), f"'{source_name}' cannot supply {secret}", hint)
+                )
+            elif secret not in source.secrets or env_name not in source.secrets[secret].share_with:
+                issues.append(
+                    Issue(
+                        (*where, "from_environment"),
+                        f"{source_name} does not share {secret} with {env_name}",
+                        f"add {env_name} to environments.{source_name}.secrets.{secret}.share_with "
+                        "(secrets are never shared by default)",
+                    )
+                )
     return issues
 
 

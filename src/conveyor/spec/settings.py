@@ -164,6 +164,10 @@ class SecretRef(SpecModel):
     """Rotate the secret this often; null never rotates it."""
     description: Text | None = None
     """What the secret is for."""
+    from_environment: Text | None = None
+    """Use this secret's value from another environment, which must list this one in `share_with`."""
+    share_with: list[Text] = Field(default_factory=list)
+    """Environments that may use this secret's value; production and dr values never leave those tiers."""
 
     @model_validator(mode="before")
     @classmethod

@@ -323,3 +323,46 @@ class ConfigOverride(Base):
     set_by: Mapped[str] = mapped_column(String(64))
     set_at: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class SecretVersion(Base):
+    """One version of a secret in one environment, sealed with its own data key (ADR 0010).
+
+    `ciphertext` and `wrapped_key` are emptied when the secret is deleted (crypto-shredding); the
+    row stays so the history says who set, rotated and deleted what.
+    """
+
+    __tablename__ = "secret_versions"
+    __table_args__ = (
+        UniqueConstraint("environment", "name", "version", name="uq_secret_versions_version"),
+        Index("ix_secret_versions_env_name", "environment", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    ciphertext: Mapped[str | None] = mapped_column(Text, default=None)
+    wrapped_key: Mapped[str | None] = mapped_column(Text, default=None)
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    expires_at: Mapped[str | None] = mapped_column(String(32), default=None)  # certificates
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    destroyed_at: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class FeatureFlag(Base):
+    """One feature flag of one environment, in flagd's JSON shape; changed at run time, audited."""
+
+    __tablename__ = "feature_flags"
+    __table_args__ = (UniqueConstraint("environment", "key", name="uq_feature_flags_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(128))
+    definition: Mapped[str] = mapped_column(Text)  # flagd flag JSON: state, variants, defaultVariant, ...
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")

@@ -41,6 +41,12 @@ def _spec(router_port: int) -> str:
     return head + "  development:" + tail
 
 
+def generate_secrets(server: Server, environment: str) -> None:
+    """Values for the secrets the template's service needs (the template declares references only)."""
+    for name in ("POSTGRES_PASSWORD", "JWT_SECRET", "API_KEY"):
+        server.cli("secret", "set", environment, name, "--generate", check=True)
+
+
 def _gone(pid: int) -> bool:
     """The process no longer runs (absent, or a zombie nobody reaped yet)."""
     try:
@@ -75,6 +81,7 @@ def test_register_deploy_route_and_restore_after_agent_kill(server: Server, tmp_
     port = free_port()
     (server.home.parent / "conveyor.yaml").write_text(_spec(port))
     server.cli("apply", "--yes", check=True)
+    generate_secrets(server, "development")
     v1, v2 = _bundle(tmp_path, "one"), _bundle(tmp_path, "two")
     server.cli("artifact", "register", "web", "1.0.0", "--bundle", str(v1), check=True)
     server.cli("artifact", "register", "web", "1.1.0", "--bundle", str(v2), check=True)
@@ -134,6 +141,7 @@ def test_a_tampered_bundle_is_refused_and_nothing_changes(server: Server, tmp_pa
     port = free_port()
     (server.home.parent / "conveyor.yaml").write_text(_spec(port))
     server.cli("apply", "--yes", check=True)
+    generate_secrets(server, "development")
     server.cli("artifact", "register", "web", "1.0.0", "--bundle", str(_bundle(tmp_path, "a")), check=True)
     registered = json.loads(
         server.cli(
@@ -167,6 +175,7 @@ def test_rollback_and_redeploy_replay_exact_releases(server: Server, tmp_path: P
     port = free_port()
     (server.home.parent / "conveyor.yaml").write_text(_spec(port))
     server.cli("apply", "--yes", check=True)
+    generate_secrets(server, "development")
     nothing = server.cli("rollback", "development")
     assert nothing.returncode == 1 and "nothing has been deployed to development yet" in nothing.stderr
     server.cli("artifact", "register", "web", "1.0.0", "--bundle", str(_bundle(tmp_path, "r1")), check=True)

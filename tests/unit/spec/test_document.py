@@ -91,7 +91,15 @@ def test_the_document_spells_values_canonically_and_fills_defaults() -> None:
     }
     assert staging["budget"] == {"monthly": "$500", "alert_at": "80%"}
     assert staging["scale"]["instances"] == {"min": 2, "max": 2}
-    assert staging["secrets"] == {"API_KEY": {"kind": "generic", "rotate_every": None, "description": None}}
+    assert staging["secrets"] == {
+        "API_KEY": {
+            "kind": "generic",
+            "rotate_every": None,
+            "description": None,
+            "from_environment": None,
+            "share_with": [],
+        }
+    }
     assert document["pipeline"]["stages"][0] == {"environment": "staging", "optional": False}
     assert list(document) == [
         "version",

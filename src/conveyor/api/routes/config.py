@@ -10,12 +10,14 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.deps import AuditDep, StateDep, guarded, guarded_environment
+from conveyor.audit.log import record
 from conveyor.config import service as config
 from conveyor.config.export import FORMATS, export
 from conveyor.deployments.service import current_spec
 from conveyor.environments.service import get_environment
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.secrets import service as secrets
 from conveyor.store.tables import Deployment
 
 router = APIRouter(tags=["config"])
@@ -76,7 +78,43 @@ def export_values(
     with state.store.read() as session:
         get_environment(session, name)
         resolved = config.resolution(session, current_spec(session), name, service)
-    return export({s.key: s.value for s in resolved.settings}, format)  # type: ignore[arg-type]
+    values = {s.key: s.value for s in resolved.settings if s.layer != "secret"}
+    return export(values, format)  # type: ignore[arg-type]
+
+
+@router.get(
+    "/api/v1/environments/{name}/config/export/with-secrets",
+    response_class=PlainTextResponse,
+    **guarded_environment("secrets"),
+)
+def export_with_secrets(
+    name: str,
+    state: StateDep,
+    ctx: AuditDep,
+    format: str = Query("dotenv", description="dotenv, json or tfvars"),
+    service: str | None = Query(None, max_length=64),
+) -> str:
+    """The next release's configuration with its secrets' values; audited as a read of each secret."""
+    if format not in FORMATS:
+        raise InvalidRequest(f"'{format}' is not an export format", hint=f"use one of: {', '.join(FORMATS)}")
+    with state.store.write() as session:
+        get_environment(session, name)
+        spec = current_spec(session)
+        resolved = config.resolution(session, spec, name, service)
+        _, refs = config.release_config(session, spec, name, service)
+        opened = secrets.values(session, state.keyring, set(refs.values()))
+        record(
+            session,
+            ctx,
+            "secret.read",
+            now=state.clock.now(),
+            environment=name,
+            target=f"export:{name}",
+            details={"secrets": sorted(refs.values()), "purpose": "export", "format": format},
+        )
+    typed = {s.key: s.value for s in resolved.settings if s.layer != "secret"}
+    typed.update({key: opened[ref] for key, ref in refs.items()})
+    return export(dict(sorted(typed.items())), format)  # type: ignore[arg-type]
 
 
 @router.get("/api/v1/config/diff", **guarded("environments:read"))
@@ -105,7 +143,8 @@ def since_release(name: str, deployment_id: int, state: StateDep) -> dict[str, A
             )
         if row.desired is None:
             raise InvalidRequest(f"release {deployment_id} predates configuration snapshots")
-        before = EnvironmentDesired.from_json(json.loads(row.desired)).env
+        released = EnvironmentDesired.from_json(json.loads(row.desired))
+        before = {**released.env, **{k: f"{config.MASK} ({ref})" for k, ref in released.secrets.items()}}
         now = config.resolution(session, current_spec(session), name, row.service).env()
     return {
         "environment": name,

@@ -8,6 +8,7 @@ its last desired state when the server is gone, and restores instances and route
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import sys
@@ -17,13 +18,14 @@ from typing import Any
 
 from conveyor.credentials import write_private
 from conveyor.errors import InvalidRequest, NotFound
-from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.runtime.desired import EnvironmentDesired, VersionDesired
 from conveyor.runtime.local.bundle import unpack
 from conveyor.runtime.local.instance import HealthCheck, InstanceSpec
 from conveyor.runtime.local.metrics import MetricsRegistry
 from conveyor.runtime.local.router import Router
 from conveyor.runtime.local.split import Backend, Fault, RouteTable
 from conveyor.runtime.local.supervisor import Supervisor
+from conveyor.spec.fields import NAME_RULE, is_valid_name
 
 log = logging.getLogger("conveyor.agent")
 
@@ -50,13 +52,29 @@ class Agent:
         self.desired: dict[str, EnvironmentDesired] = {}
         self.workdirs: dict[str, Path] = {}
         self.errors: dict[str, str] = {}
+        self.secret_values: dict[str, str] = {}
+        """Secret reference → value, for the references some desired state names (ADR 0010)."""
         self._lock = asyncio.Lock()
 
     @property
     def desired_file(self) -> Path:
         return self.state_dir / "desired.json"
 
+    @property
+    def secrets_file(self) -> Path:
+        return self.state_dir / "secrets.json"
+
     def _load(self) -> None:
+        try:
+            self.secret_values = {
+                str(k): str(v) for k, v in json.loads(self.secrets_file.read_text()).items()
+            }
+        except FileNotFoundError:
+            pass
+        except (ValueError, AttributeError):
+            log.error(
+                "%s is unreadable; environments that need secrets wait for the server", self.secrets_file
+            )
         try:
             raw = json.loads(self.desired_file.read_text())
         except FileNotFoundError:
@@ -69,6 +87,10 @@ class Agent:
 
     def _save(self) -> None:
         data = {name: d.to_json() for name, d in self.desired.items()}
+        needed = set().union(*(d.secret_refs() for d in self.desired.values()))
+        self.secret_values = {ref: v for ref, v in self.secret_values.items() if ref in needed}
+        # secrets first: a desired state on disk never names a value the agent cannot find again
+        write_private(self.secrets_file, json.dumps(self.secret_values) + "\n")
         write_private(self.desired_file, json.dumps(data, indent=2) + "\n")
 
     async def start(self) -> None:
@@ -106,11 +128,25 @@ class Agent:
                 ) from None
             self.workdirs[version.digest] = path
 
-    async def put(self, desired: EnvironmentDesired) -> dict[str, Any]:
-        """Make `desired` the environment's state: verify bundles, persist, then reconcile."""
+    async def put(
+        self, desired: EnvironmentDesired, secret_values: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Make `desired` the environment's state: verify bundles, persist, then reconcile.
+
+        `secret_values` carries the value of each secret reference the desired state names (the
+        agent keeps those it already has, so a re-apply may leave them out).
+        """
         desired.validate()
         async with self._lock:
+            missing = sorted(desired.secret_refs() - set(self.secret_values) - set(secret_values or {}))
+            if missing:
+                raise InvalidRequest(
+                    f"{desired.environment}: the desired state names secrets whose values were not sent: "
+                    f"{', '.join(missing)}",
+                    hint="the server sends them with the desired state; apply through the server",
+                )
             await self._unpack(desired)  # a tampered bundle fails here, before anything changes
+            self.secret_values.update(secret_values or {})
             self.desired[desired.environment] = desired
             self.errors.pop(desired.environment, None)
             self._save()
@@ -139,6 +175,24 @@ class Agent:
         await self.supervisor.kill(key)
         return {"environment": environment, "instance": key, "pid": found[-1].pid, "signal": "SIGKILL"}
 
+    def flags_file(self, environment: str) -> Path:
+        """Where an environment's flagd document lives: the file its instances read their flags from."""
+        return (self.state_dir / "flags" / f"{environment}.flagd.json").absolute()
+
+    def put_flags(self, environment: str, document: dict[str, Any]) -> dict[str, Any]:
+        """Replace the environment's flagd document atomically (0600); instances re-read it, none restarts."""
+        if not is_valid_name(environment):
+            raise InvalidRequest(f"'{environment}' is not an environment name", hint=NAME_RULE)
+        if not isinstance(document.get("flags"), dict):
+            raise InvalidRequest("a flagd document needs a flags object", hint="send what the server exports")
+        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+        path = self.flags_file(environment)
+        # synchronous on purpose: no other request of this event loop can interleave a half-written file
+        write_private(path, text)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        count = len(document["flags"])
+        return {"environment": environment, "path": str(path), "flags": count, "sha256": digest}
+
     def _specs(self) -> list[InstanceSpec]:
         specs: list[InstanceSpec] = []
         for desired in self.desired.values():
@@ -156,12 +210,38 @@ class Agent:
                             index=index,
                             command=_command(desired.command),
                             workdir=workdir,
-                            env=dict(desired.env if version.env is None else version.env),
+                            env=self._instance_env(desired, version),
                             health=health,
                             port_env=desired.port_env,
                         )
                     )
         return specs
+
+    def _instance_env(self, desired: EnvironmentDesired, version: VersionDesired) -> dict[str, str]:
+        """Configuration, then secret values, then where to read feature flags."""
+        env = dict(desired.env if version.env is None else version.env)
+        refs = desired.secrets if version.secrets is None else version.secrets
+        env.update({name: self.secret_values[ref] for name, ref in refs.items() if ref in self.secret_values})
+        env.update(self._flag_env(desired.environment))
+        return env
+
+    def _flag_env(self, environment: str) -> dict[str, str]:
+        path = str(self.flags_file(environment))
+        # FLAGD_OFFLINE_FLAG_SOURCE_PATH: OpenFeature's flagd providers read this file in offline mode
+        return {"FLAGD_OFFLINE_FLAG_SOURCE_PATH": path, "CONVEYOR_FLAGS_FILE": path}
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret value an instance runs with replaced by ***."""
+        for value in self.secret_values.values():
+            if len(value) >= 4:
+                text = text.replace(value, "***")
+        return text
+
+    def _redacted(self, instance: dict[str, Any]) -> dict[str, Any]:
+        tail = instance.get("output_tail")
+        if tail:
+            instance["output_tail"] = [self.redact(str(line)) for line in tail]
+        return instance
 
     async def _reconcile(self) -> None:
         await self.supervisor.apply(self._specs())
@@ -224,7 +304,7 @@ class Agent:
                         for b in table.backends
                     ],
                 },
-                "instances": [_instance_json(i) for i in instances if i.environment == name],
+                "instances": [self._redacted(_instance_json(i)) for i in instances if i.environment == name],
                 "error": self.errors.get(name),
             }
         return result

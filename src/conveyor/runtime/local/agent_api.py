@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from conveyor import __version__
 from conveyor.api import errors
 from conveyor.api.context import RequestIdMiddleware
-from conveyor.errors import Unauthenticated
+from conveyor.errors import InvalidRequest, Unauthenticated
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.runtime.local.agent import Agent
 from conveyor.runtime.local.client import ensure_agent_token
@@ -66,8 +66,12 @@ def create_agent_app(home: Path, *, tick: float = 0.1) -> FastAPI:
 
     @app.put("/v1/environments/{name}", dependencies=guard)
     async def put(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        # secret values travel beside the desired state, never inside it (ADR 0010)
+        values = body.pop("secret_values", None) or {}
+        if not isinstance(values, dict):
+            raise InvalidRequest("secret_values must be an object of reference → value")
         desired = EnvironmentDesired.from_json({**body, "environment": name})
-        return (await agent.put(desired))[name]
+        return (await agent.put(desired, {str(k): str(v) for k, v in values.items()}))[name]
 
     @app.delete("/v1/environments/{name}", dependencies=guard)
     async def remove(name: str) -> dict[str, str]:
@@ -78,6 +82,11 @@ def create_agent_app(home: Path, *, tick: float = 0.1) -> FastAPI:
     async def kill(name: str, instance: str) -> dict[str, Any]:
         # an instance id is its key, environment/service/version/index, slashes included
         return await agent.kill_instance(name, instance)
+
+    @app.put("/v1/environments/{name}/flags", dependencies=guard)
+    async def put_flags(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        # a flagd document: instances re-read the file, nothing restarts
+        return agent.put_flags(name, body)
 
     @app.get("/v1/environments/{name}/metrics", dependencies=guard)
     async def metrics(name: str, window: float = Query(60.0, gt=0, le=900)) -> dict[str, Any]:
@@ -94,14 +103,14 @@ def create_agent_app(home: Path, *, tick: float = 0.1) -> FastAPI:
         async def stream() -> AsyncIterator[bytes]:
             for label, path in files:
                 for line in await asyncio.to_thread(tail, path, lines):
-                    yield f"[{label}] {line}\n".encode()
+                    yield agent.redact(f"[{label}] {line}\n").encode()
             if not follow_:
                 return
             queue: asyncio.Queue[str] = asyncio.Queue()
 
             async def pump(label: str, path: Path) -> None:
                 async for line in follow(path):
-                    await queue.put(f"[{label}] {line}\n")
+                    await queue.put(agent.redact(f"[{label}] {line}\n"))
 
             tasks = [asyncio.create_task(pump(label, path)) for label, path in files]
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +83,12 @@ class LocalDriver:
             return response.json()
         raise _agent_error(response)
 
-    def apply(self, desired: EnvironmentDesired) -> dict[str, Any]:
-        """PUT the environment's desired state."""
-        result: dict[str, Any] = self._request(
-            "PUT", f"/v1/environments/{desired.environment}", json=desired.to_json()
-        )
+    def apply(
+        self, desired: EnvironmentDesired, secret_values: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """PUT the environment's desired state, with the values of the secrets it names beside it."""
+        body = {**desired.to_json(), "secret_values": dict(secret_values or {})}
+        result: dict[str, Any] = self._request("PUT", f"/v1/environments/{desired.environment}", json=body)
         return result
 
     def observe(self, environment: str | None = None) -> dict[str, Any]:
@@ -108,6 +109,11 @@ class LocalDriver:
         result: dict[str, Any] = self._request(
             "POST", f"/v1/environments/{environment}/instances/{instance_id}/kill"
         )
+        return result
+
+    def put_flags(self, environment: str, document: dict[str, Any]) -> dict[str, Any]:
+        """PUT the environment's flagd document; the agent rewrites the file its instances read."""
+        result: dict[str, Any] = self._request("PUT", f"/v1/environments/{environment}/flags", json=document)
         return result
 
     def logs(self, environment: str, lines: int, follow: bool) -> Iterator[str]:

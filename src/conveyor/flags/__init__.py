@@ -1,0 +1,1 @@
+"""Feature flags per environment in OpenFeature's flagd format: definitions, evaluation, storage, delivery."""
