@@ -331,6 +331,33 @@ def secrets(rita: str, dev_token: str) -> None:
     run("secret", "due")
 
 
+def flags(port: int, rita: str) -> None:
+    """A flag changes what running instances do within a second, with no release and no restart."""
+    step("Feature flags: a new checkout for 25% of users, then off for everyone, with no release")
+
+    def ask() -> tuple[int, set[int]]:
+        answers = [
+            httpx.get(
+                f"http://127.0.0.1:{port}/flags/new-checkout", headers={"X-User": f"user-{i}"}, timeout=5
+            )
+            for i in range(200)
+        ]
+        return sum(a.json().get("value") is True for a in answers), {a.json()["pid"] for a in answers}
+
+    run("flag", "set", "production", "new-checkout", "--off", "-m", "dark launch", token=rita)
+    run("flag", "rollout", "production", "new-checkout", "25", "-m", "first users", token=rita)
+    time.sleep(0.5)  # the app re-reads its flags file at most every 200 ms
+    on, pids = ask()
+    print(f"$ curl -H 'X-User: user-N' http://127.0.0.1:{port}/flags/new-checkout   (200 users)")
+    print(f"{on} of 200 users see the new checkout (25% asked); answered by instances {sorted(pids)}")
+    run("flag", "eval", "production", "new-checkout", "-c", "targetingKey=user-7")
+    run("flag", "disable", "production", "new-checkout", "-m", "checkout errors reported", token=rita)
+    time.sleep(0.5)
+    off, after = ask()
+    print(f"after disable: {off} of 200 users see it; same instances, none restarted: {after == pids}")
+    run("flag", "list", "production")
+
+
 def promote(rita: str) -> None:
     """Build once, promote many: three releases from main through staging to production."""
     spec = WORK / "conveyor.yaml"
@@ -377,6 +404,8 @@ def promote(rita: str) -> None:
         to_production("1.1.0", rita, sam, lee)
         run("rollout", "watch", "production", "--interval", "0.5", "--timeout", "150")
         traffic.report("the 1.1.0 rollout")
+
+        flags(port, rita)
 
         step("1.2.0 ships a defect in a code path only production's settings turn on (ENABLE_METRICS)")
         ci_build("1.2.0", defect={"error_rate": 0.3, "only_if": "ENABLE_METRICS"})
