@@ -82,6 +82,7 @@ def test_values_reach_instances_and_appear_nowhere_else(server: Server, tmp_path
         "staging": "stg-" + random.token_urlsafe(24),
         "production": "prd-" + random.token_urlsafe(24),
         "rotated": "prd2-" + random.token_urlsafe(24),
+        "override": "ovr-" + random.token_urlsafe(24),
     }
     seen: list[str] = []
 
@@ -106,6 +107,11 @@ def test_values_reach_instances_and_appear_nowhere_else(server: Server, tmp_path
     cli("secret", "set", "production", "API_KEY", "--file", str(key_file))
     for environment in ("staging", "production"):
         cli("secret", "set", environment, "DB_PASSWORD", "--generate")
+    # an override would be stored and audited in the clear: a secret's name is refused there
+    override = cli("config", "set", "production", f"API_KEY={values['override']}", ok=False)
+    assert (
+        override.returncode == 1 and "API_KEY is a secret of production, not configuration" in override.stderr
+    )
     listed = cli("secret", "list", "production", "-o", "json").stdout
     rows = {row["name"]: row for row in json.loads(listed)["secrets"]}
     assert rows["API_KEY"]["version"] == 1 and rows["API_KEY"]["rotation"] == "ok"

@@ -64,6 +64,13 @@ def resolution(session: Session, spec: Spec, environment: str, service: str | No
 
     Secrets appear masked, as their version: their values never leave the secret store here.
     """
+    return _resolve(session, spec, environment, service)[0]
+
+
+def _resolve(
+    session: Session, spec: Spec, environment: str, service: str | None
+) -> tuple[Resolution, dict[str, str]]:
+    """The resolution, and the secret references a release would run with."""
     if environment not in spec.environments:
         raise NotFound(
             f"environment '{environment}' is not in the applied conveyor.yaml",
@@ -100,7 +107,7 @@ def resolution(session: Session, spec: Spec, environment: str, service: str | No
     ]
     resolved = resolve(schema, layers, _fixes(environment))
     unset = tuple(_unset_secret(spec, environment, service, name) for name in missing)
-    return Resolution(resolved.settings, resolved.problems + unset)
+    return Resolution(resolved.settings, resolved.problems + unset), refs
 
 
 def _unset_secret(spec: Spec, environment: str, service: str, name: str) -> Problem:
@@ -121,13 +128,12 @@ def release_config(
     A clear error when the configuration has problems. Secrets are references
     (`environment/NAME@version`), so no stored release ever holds a secret's value (ADR 0010).
     """
-    resolved = resolution(session, spec, environment, service)
+    resolved, refs = _resolve(session, spec, environment, service)
     if resolved.problems:
         words = "; ".join(p.message for p in resolved.problems)
         fixes = "; ".join(p.fix for p in resolved.problems)
         raise InvalidRequest(f"the configuration of {environment} has problems: {words}", hint=fixes)
     env = {s.key: s.text for s in resolved.settings if s.layer != "secret"}
-    refs, _ = secrets.release_refs(session, spec, environment, service_of(spec, environment, service))
     return env, refs
 
 
@@ -148,10 +154,17 @@ def set_override(
     services = reversed(list(spec.services.values()))  # the first service that declares a key wins
     schema = {key: s for svc in services for key, s in svc.config_schema.items()}
     typed: dict[str, Any] = {}
+    secret_names = set(spec.environments[environment].secrets) if environment in spec.environments else set()
     for key, text in assignments.items():
         if not _KEY.fullmatch(key):
             raise InvalidRequest(
                 f"'{key}' is not a valid config name", hint="use letters, digits and _, like LOG_LEVEL"
+            )
+        if key in secret_names:
+            # an override is stored and audited in the clear: a secret's value must never be one
+            raise InvalidRequest(
+                f"{key} is a secret of {environment}, not configuration",
+                hint=f"set it with `conveyor secret set {environment} {key}` (the value is read from stdin)",
             )
         try:
             typed[key] = parse_value(schema.get(key), text)
