@@ -17,6 +17,7 @@ import pytest
 from conveyor.secrets.crypto import MasterKey
 from tests.conftest import Cli, Server, _pg_connect, free_port
 from tests.integration.test_promotions import add_user, register
+from tests.integration.test_rollouts import Load
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +130,14 @@ def test_values_reach_instances_and_appear_nowhere_else(server: Server, tmp_path
     assert fingerprint(production_port, "API_KEY")["sha256"] == sha(values["production"])
     diff = cli("config", "diff", "staging", "production", "-o", "json").stdout
     assert "staging/API_KEY@1" in diff and "production/API_KEY@2" in diff
-    cli("promote", "web", "1.0.0", "--to", "production", "--wait", "60")
+    load = Load(production_port).start()  # users keep arriving while the instances change over
+    try:
+        cli("promote", "web", "1.0.0", "--to", "production", "--wait", "60")
+        time.sleep(0.5)
+    finally:
+        load.stop()
+    statuses = [status for _, status, _ in load.log]
+    assert len(statuses) > 50 and not load.failures and set(statuses) == {200}, (load.failures, set(statuses))
     after = fingerprint(production_port, "API_KEY")
     assert after["sha256"] == sha(values["rotated"]) and after["pid"] != before["pid"]
 

@@ -448,3 +448,46 @@ def test_signal_handlers_only_request_a_shutdown(tmp_path: Path) -> None:
             await supervisor.apply([])
 
     asyncio.run(scenario())
+
+
+def test_a_changed_instance_serves_until_its_replacement_is_ready(tmp_path: Path) -> None:
+    """A new configuration (or secret) must not leave a moment with nothing to route to."""
+
+    async def scenario() -> None:
+        slow = app_after("import time; time.sleep(1.0)")  # the replacement takes a while to start
+        async with supervising(tmp_path) as supervisor:
+            await supervisor.apply([spec("1.0.0", 0, command=slow), spec("1.0.0", 1, command=slow)])
+            await until("both ready", lambda: len(supervisor.ready_endpoints("dev", "1.0.0")) == 2)
+            old = {s.key: s.pid for s in supervisor.instances()}
+
+            changed = {"FEATURE": "on"}
+            await supervisor.apply([spec("1.0.0", i, command=slow, env=changed) for i in (0, 1)])
+            seen_empty = False
+            started = time.monotonic()
+            while time.monotonic() - started < 15:
+                endpoints = supervisor.ready_endpoints("dev", "1.0.0")
+                seen_empty = seen_empty or not endpoints
+                current = {s.key: s.pid for s in supervisor.instances() if s.state == "ready"}
+                if len(current) == 2 and not set(current.values()) & set(old.values()):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError(f"the replacements never took over: {supervisor.instances()}")
+            assert not seen_empty, "there was a moment without a ready instance"
+            await until(
+                "old processes gone", lambda: not any(running(p or 0) for p in old.values()), timeout=5
+            )
+
+            # a replacement that never becomes ready does not keep the old one forever
+            broken = app_after("raise SystemExit(3)")
+            await supervisor.apply(
+                [spec("1.0.0", 0, command=broken), spec("1.0.0", 1, command=slow, env=changed)]
+            )
+            await until(
+                "crash loop", state_is(supervisor, "dev/shop/1.0.0/0", InstanceState.CRASH_LOOP), timeout=10
+            )
+            await until(
+                "old one retired", lambda: len(supervisor.ready_endpoints("dev", "1.0.0")) == 1, timeout=5
+            )
+
+    asyncio.run(scenario())

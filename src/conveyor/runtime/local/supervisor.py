@@ -62,6 +62,8 @@ class _Instance:
         self.reason = "starting"
         self.start_error: str | None = None
         self.retiring = False
+        self.replaced = False
+        """Still serving while an instance with a changed spec starts in its place (never restarted)."""
 
     @property
     def alive(self) -> bool:
@@ -122,6 +124,8 @@ class Supervisor:
         self._startup_check = startup_check_interval
         self._instances: dict[str, _Instance] = {}
         self._retiring: list[_Instance] = []
+        self._replaced: dict[str, _Instance] = {}
+        """Ready instances whose spec changed, serving until their replacement (same key) is ready."""
         self._logs: dict[str, InstanceLog] = {}
         self._requests: deque[_Request | int] = deque()
         self._wake = asyncio.Event()
@@ -223,7 +227,7 @@ class Supervisor:
         """(host, port) of the ready instances of one version in one environment, by index."""
         ready = [
             inst
-            for inst in self._instances.values()
+            for inst in (*self._instances.values(), *self._replaced.values())
             if inst.spec.environment == environment
             and inst.spec.version == version
             and (service is None or inst.spec.service == service)
@@ -278,6 +282,7 @@ class Supervisor:
         now = self._clock()
         for inst in self._everything():
             await self._step(inst, now)
+        self._hand_over(now)
         # a stopped instance stays listed until its output is drained, so its log file stays open
         self._retiring = [i for i in self._retiring if i.state is not InstanceState.STOPPED or _draining(i)]
         self._close_unused_logs()
@@ -315,12 +320,33 @@ class Supervisor:
         for key, inst in list(self._instances.items()):
             if desired.get(key) != inst.spec:
                 del self._instances[key]
-                self._retire(inst, now)
+                if key in desired and inst.state is InstanceState.READY and key not in self._replaced:
+                    # a changed instance (new configuration, new secret) keeps serving until its
+                    # replacement passes its health check: no gap in traffic (surge of one)
+                    inst.replaced = True
+                    self._replaced[key] = inst
+                else:
+                    self._retire(inst, now)
+        for key in [k for k in self._replaced if k not in desired]:
+            self._retire(self._replaced.pop(key), now)
         for key, spec in desired.items():
             if key not in self._instances:
                 inst = _Instance(spec, self._log_for(spec))
                 self._instances[key] = inst
                 await self._spawn(inst, now)
+
+    def _hand_over(self, now: float) -> None:
+        """Retire each replaced instance once its replacement is ready, has failed, or it stopped serving."""
+        done = []
+        for key, old in list(self._replaced.items()):
+            new = self._instances.get(key)
+            settled = new is None or new.state in (InstanceState.READY, InstanceState.CRASH_LOOP)
+            if settled or old.state is not InstanceState.READY:
+                done.append(self._replaced.pop(key))
+        if done:
+            self._notify()  # routes leave the old instances before they are asked to stop
+            for old in done:
+                self._retire(old, now)
 
     def _restart(self, key: str) -> None:
         inst = self._instances.get(key)
@@ -372,7 +398,11 @@ class Supervisor:
                     run.kill_at = None
                 if inst.state in _PROBED:
                     self._check_health(inst, run, now)
-        if inst.state is InstanceState.BACKOFF and not inst.retiring and now >= inst.restart_at:
+        if (
+            inst.state is InstanceState.BACKOFF
+            and not (inst.retiring or inst.replaced)
+            and now >= inst.restart_at
+        ):
             inst.restarts += 1
             await self._spawn(inst, now)
 
@@ -564,7 +594,7 @@ class Supervisor:
                 log.exception("supervisor on_change callback failed")
 
     def _everything(self) -> list[_Instance]:
-        return [*self._instances.values(), *self._retiring]
+        return [*self._instances.values(), *self._replaced.values(), *self._retiring]
 
     # ---- logs -------------------------------------------------------------------------------------
 
