@@ -14,7 +14,8 @@ A build can also ship a defect: a `defects.json` next to this file, read at star
 setting is true, the way a bug in a code path only production turns on slips past staging).
 
 Conveyor passes PORT, CONVEYOR_ENV, CONVEYOR_VERSION, the environment's config and its secrets.
-`GET /settings/NAME` tells whether a variable reached the instance, as a SHA-256 fingerprint.
+`GET /settings/NAME` tells whether a variable reached the instance, as a SHA-256 fingerprint;
+`GET /db` runs one query on a new PostgreSQL connection made from the PG* variables.
 
 Feature flags come from the flagd JSON file Conveyor keeps current (CONVEYOR_FLAGS_FILE); the app
 re-reads it when it changes, without a restart. `GET /flags/KEY` answers {"key", "value",
@@ -265,6 +266,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/version":
             self._send(200, {"version": VERSION, "environment": ENVIRONMENT})
             return
+        if self.path == "/db":
+            self._database()
+            return
         if self.path.startswith("/settings/"):
             # whether a setting reached this instance, as a SHA-256 fingerprint: never the value itself
             name = self.path.removeprefix("/settings/")
@@ -280,6 +284,21 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {**FLAGS.resolve(url.path.removeprefix("/flags/"), context), "pid": os.getpid()})
             return
         self._serve()
+
+    def _database(self) -> None:
+        """One query on a new connection, with the PG* variables Conveyor gives a provisioned database."""
+        try:
+            import psycopg  # the interpreter Conveyor runs on has it; the app needs it only here
+        except ImportError:
+            self._send(501, {"error": "psycopg is not installed"})
+            return
+        try:
+            with psycopg.connect(connect_timeout=3) as conn:
+                user, database = conn.execute("SELECT session_user, current_database()").fetchone()  # type: ignore[misc]
+        except psycopg.Error as exc:
+            self._send(503, {"error": str(exc).strip().splitlines()[0] if str(exc).strip() else "error"})
+            return
+        self._send(200, {"user": user, "database": database, "version": VERSION})
 
     def do_POST(self) -> None:
         raw = self._body()

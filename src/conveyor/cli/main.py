@@ -13,6 +13,7 @@ from conveyor.cli import (
     config_cmds,
     flag_cmds,
     promotion_cmds,
+    resource_cmds,
     rollout_cmds,
     runtime_cmds,
     secret_cmds,
@@ -69,6 +70,7 @@ app.add_typer(token_cmds.app, name="token")
 app.add_typer(audit_cmds.app, name="audit")
 app.add_typer(artifact_cmds.app, name="artifact")
 app.add_typer(secret_cmds.app, name="secret")
+app.add_typer(resource_cmds.app, name="resource")
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ from conveyor.audit.log import AuditContext, record
 from conveyor.clock import isoformat
 from conveyor.config.resolve import Layer, LayerName, Problem, Resolution, Setting, parse_value, resolve
 from conveyor.errors import InvalidRequest, NotFound
+from conveyor.resources import service as resources
 from conveyor.secrets import service as secrets
 from conveyor.spec import Spec
 from conveyor.store.tables import ConfigOverride
@@ -80,6 +81,13 @@ def _resolve(
     schema = spec.services[service].config_schema
     stored = overrides(session, environment)
     refs, missing = secrets.release_refs(session, spec, environment, service)
+    database = spec.environments[environment].resources.database
+    connection: dict[str, str] = {}
+    if database is not None and database.password_secret in refs:
+        # a provisioned database: libpq's variables, the login this password version opens
+        connection = resources.connection_settings(session, spec, environment, refs[database.password_secret])
+        if connection:
+            refs = {**refs, "PGPASSWORD": refs[database.password_secret]}
     layers = [
         Layer(
             "override",
@@ -101,8 +109,11 @@ def _resolve(
         ),
         Layer(
             "default",
-            {key: s.default for key, s in schema.items() if s.default is not None},
-            {key: "conveyor.yaml config_schema default" for key in schema},
+            {**connection, **{key: s.default for key, s in schema.items() if s.default is not None}},
+            {
+                **{key: "resources.database, provisioned by Conveyor" for key in connection},
+                **{key: "conveyor.yaml config_schema default" for key in schema},
+            },
         ),
     ]
     resolved = resolve(schema, layers, _fixes(environment))

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.artifacts.service import blob_path, get_artifact
@@ -30,13 +31,14 @@ from conveyor.clock import Clock, isoformat
 from conveyor.config.service import release_config
 from conveyor.deployments import service as deployments
 from conveyor.deployments.desired import config_sha256, recreate
-from conveyor.environments.service import lock_environment
+from conveyor.environments.service import applied_spec, lock_environment
 from conveyor.errors import ConveyorError, InvalidRequest, NotFound
 from conveyor.pipeline import gate_eval, gate_exec, gate_proc, records
 from conveyor.pipeline import service as promotions
 from conveyor.pipeline.decide import HOLDING_STATES, TERMINAL_STATES, Decision, Readiness, decide
 from conveyor.pipeline.observe import gate_plans, observe
 from conveyor.pipeline.outcome import GateOutcome
+from conveyor.resources import service as resources
 from conveyor.rollout import reconcile
 from conveyor.rollout import records as rollouts
 from conveyor.rollout.analysis import Verdict
@@ -45,7 +47,7 @@ from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.runtime.driver import RuntimeDriver
 from conveyor.spec import Spec
 from conveyor.store.db import Store
-from conveyor.store.tables import Deployment, GateRun, Promotion
+from conveyor.store.tables import DatabaseResource, Deployment, GateRun, Promotion
 
 log = logging.getLogger("conveyor.engine")
 
@@ -90,6 +92,7 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
+        self._logins_checked_at: datetime | None = None
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -132,6 +135,7 @@ class Engine:
             if self.step(promotion_id):
                 stepped += 1
         self._retire_due()
+        self._retire_logins()
         return stepped
 
     # -- one step ---------------------------------------------------------------------------
@@ -640,6 +644,25 @@ class Engine:
                 row = self._locked(session, promotion_id)
                 if row is not None and records.holds_lease(row, self.owner, self.clock.now()):
                     records.release_lease(row)
+
+    def _retire_logins(self) -> None:
+        """Every few seconds: retire database logins whose old passwords no instance needs (ADR 0013)."""
+        now = self.clock.now()
+        if self._logins_checked_at is not None and (now - self._logins_checked_at).total_seconds() < 5:
+            return
+        self._logins_checked_at = now
+        with self.store.read() as session:
+            environments = list(session.execute(select(DatabaseResource.environment)).scalars())
+        for environment in environments:
+            try:
+                with self.store.write() as session:
+                    spec = applied_spec(session)
+                    if spec is not None:
+                        resources.retire_unused(session, ENGINE, spec, environment, now)
+            except ConveyorError as exc:
+                log.warning(
+                    "%s: retiring an old database login failed: %s; retrying", environment, exc.detail
+                )
 
     def _retire_due(self) -> None:
         """Move old versions kept after a switch on (hot → standby → removed) when their time is up."""

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from conveyor.flags import service as flags
+from conveyor.resources import service as resources
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.runtime.driver import RuntimeDriver
 from conveyor.secrets import service as secrets
@@ -32,6 +33,9 @@ class DeliveringDriver:
     ) -> dict[str, Any]:
         refs = desired.secret_refs()
         values = dict(secret_values or {})
+        if refs:
+            with self.store.read() as session:
+                resources.check_not_retired(session, refs)
         if refs - set(values):
             with self.store.read() as session:
                 values.update(secrets.values(session, self.keyring, refs - set(values)))

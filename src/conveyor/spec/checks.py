@@ -19,6 +19,7 @@ def spec_issues(spec: Spec) -> list[Issue]:
         *_port_clashes(spec),
         *_service_needs(spec),
         *_secret_sharing(spec),
+        *_database_passwords(spec),
         *_signature_needs(spec),
     ]
 
@@ -135,6 +136,35 @@ def _port_clashes(spec: Spec) -> list[Issue]:
             )
         else:
             owners[port] = name
+    return issues
+
+
+def _database_passwords(spec: Spec) -> list[Issue]:
+    """A PostgreSQL database's password secret is declared in its environment, as a database-password."""
+    issues: list[Issue] = []
+    for env_name, environment in spec.environments.items():
+        database = environment.resources.database
+        if database is None or database.engine != "postgres":
+            continue
+        name = database.password_secret
+        ref = environment.secrets.get(name)
+        where = ("environments", env_name, "resources", "database", "password_secret")
+        if ref is None:
+            issues.append(
+                Issue(
+                    where,
+                    f"secret '{name}' is not declared in {env_name}",
+                    f"add {name}: {{kind: database-password}} under secrets",
+                )
+            )
+        elif ref.kind != "database-password" or ref.from_environment is not None:
+            issues.append(
+                Issue(
+                    where,
+                    f"{name} must be {env_name}'s own database-password secret",
+                    f"declare {name}: {{kind: database-password}} under environments.{env_name}.secrets",
+                )
+            )
     return issues
 
 

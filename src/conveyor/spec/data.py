@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
-from conveyor.spec.fields import Issue, Label, SpecModel, environment_ref, raise_issues
+from conveyor.spec.fields import Issue, Label, SpecModel, Text, environment_ref, raise_issues
 from conveyor.spec.types import Duration, Size
 from conveyor.spec.vocabulary import CacheEngine, CacheMode, DatabaseEngine, DataPolicyName, RecoveryMethod
 
@@ -56,14 +56,48 @@ class Database(SpecModel):
     """Storage for the database."""
     ha: bool = False
     """Highly available: a replica that takes over on failure (postgres only)."""
+    server: Text | None = None
+    """PostgreSQL server to provision on, as a URL without a password (null: CONVEYOR_POSTGRES_URL, else
+    postgresql://postgres@127.0.0.1:5432/postgres)."""
+    name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,50}$")] | None = None
+    """Database name (null: PROJECT_ENVIRONMENT, lower case)."""
+    password_secret: Text = "POSTGRES_PASSWORD"
+    """The environment's database-password secret that holds the app's login password."""
 
     @model_validator(mode="after")
     def _ha_needs_postgres(self) -> Database:
+        issues: list[Issue] = []
         if self.ha and self.engine == "sqlite":
-            raise_issues(
-                [Issue(("ha",), "sqlite cannot be highly available", "use engine: postgres, or ha: false")]
+            issues.append(
+                Issue(("ha",), "sqlite cannot be highly available", "use engine: postgres, or ha: false")
             )
+        if self.server is not None:
+            problem = server_url_problem(self.server)
+            if problem:
+                issues.append(
+                    Issue(
+                        ("server",),
+                        problem,
+                        "postgresql://USER@HOST:PORT/DATABASE; the password "
+                        "comes from PGPASSWORD or ~/.pgpass of the server process",
+                    )
+                )
+        raise_issues(issues)
         return self
+
+
+def server_url_problem(url: str) -> str | None:
+    """Why `url` cannot name a PostgreSQL server to provision on (None when it can)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return f"'{parts.scheme or url}' is not a PostgreSQL URL"
+    if parts.password:
+        return "a password never goes in conveyor.yaml"
+    if not parts.hostname:
+        return "the URL names no host"
+    return None
 
 
 class Cache(SpecModel):

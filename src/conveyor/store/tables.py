@@ -351,6 +351,8 @@ class SecretVersion(Base):
     created_at: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")
     destroyed_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    binding: Mapped[str | None] = mapped_column(String(128), default=None)
+    """The PostgreSQL login role this password version is set on (`conveyor resource`), if any."""
 
 
 class FeatureFlag(Base):
@@ -366,3 +368,17 @@ class FeatureFlag(Base):
     updated_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class DatabaseResource(Base):
+    """A PostgreSQL database Conveyor provisioned for one environment, with its roles (ADR 0013)."""
+
+    __tablename__ = "database_resources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), unique=True)
+    server: Mapped[str] = mapped_column(Text)  # URL without a password
+    database: Mapped[str] = mapped_column(String(63))
+    owner_role: Mapped[str] = mapped_column(String(63))
+    provisioned_by: Mapped[str] = mapped_column(String(64))
+    provisioned_at: Mapped[str] = mapped_column(String(32))

@@ -50,3 +50,38 @@ def test_production_secrets_never_leave_production_tiers() -> None:
 def test_an_unknown_source_suggests_the_right_name() -> None:
     problem = one_problem(text(share=", share_with: [qa]", source="stagin"))
     assert problem.message == "'stagin' cannot supply API_KEY" and problem.hint == "did you mean 'staging'?"
+
+
+DATABASE = """
+project: demo
+environments:
+  staging:
+    tier: staging
+    secrets:
+      {secrets}
+    resources:
+      database: {{engine: postgres{extra}}}
+"""
+
+
+def test_a_postgres_database_needs_its_own_database_password_secret() -> None:
+    assert load(DATABASE.format(secrets="POSTGRES_PASSWORD: {kind: database-password}", extra=""))
+    missing = one_problem(DATABASE.format(secrets="API_KEY: {kind: api-key}", extra=""))
+    assert missing.path == "environments.staging.resources.database.password_secret"
+    assert missing.message == "secret 'POSTGRES_PASSWORD' is not declared in staging"
+    wrong = one_problem(
+        DATABASE.format(secrets="DB_PASS: {kind: api-key}", extra=", password_secret: DB_PASS")
+    )
+    assert wrong.message == "DB_PASS must be staging's own database-password secret"
+
+
+def test_a_server_url_never_carries_a_password() -> None:
+    problem = one_problem(
+        DATABASE.format(
+            secrets="POSTGRES_PASSWORD: {kind: database-password}",
+            extra=", server: 'postgresql://admin:hunter2@db/postgres'",
+        )
+    )
+    assert problem.message == "a password never goes in conveyor.yaml" and "PGPASSWORD" in (
+        problem.hint or ""
+    )

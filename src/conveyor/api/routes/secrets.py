@@ -17,6 +17,7 @@ from conveyor.api.deps import AppState, AuditDep, StateDep, guarded, guarded_env
 from conveyor.deployments.service import current_release, current_spec
 from conveyor.environments.service import get_environment
 from conveyor.errors import Conflict, InvalidRequest
+from conveyor.resources import service as resources
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.secrets import service as secrets
 from conveyor.secrets.service import MAX_BYTES
@@ -46,8 +47,17 @@ class RotateBody(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-def _version_json(row: SecretVersion) -> dict[str, Any]:
+def _bind(session: Session, state: AppState, environment: str, row: SecretVersion) -> str | None:
+    """A provisioned database's password goes on a free login now, in this transaction (ADR 0013)."""
+    spec = current_spec(session)
+    if not resources.is_bound(session, spec, environment, row.name):
+        return None
+    return resources.bind(session, spec, state.keyring, environment, row)
+
+
+def _version_json(row: SecretVersion, login: str | None = None) -> dict[str, Any]:
     return {
+        "database_login": login,
         "environment": row.environment,
         "name": row.name,
         "version": row.version,
@@ -87,10 +97,11 @@ def set_secret(name: str, secret: str, body: SetBody, state: StateDep, ctx: Audi
     with state.store.write() as session:
         get_environment(session, name)
         _writable(session, state)
+        spec = current_spec(session)
         row = secrets.set_secret(
             session,
             ctx,
-            current_spec(session),
+            spec,
             state.keyring,
             name,
             secret,
@@ -99,7 +110,7 @@ def set_secret(name: str, secret: str, body: SetBody, state: StateDep, ctx: Audi
             state.clock.now(),
         )
         session.flush()
-        return _version_json(row)
+        return _version_json(row, _bind(session, state, name, row))
 
 
 @router.post("/api/v1/environments/{name}/secrets/{secret}/rotate", **guarded_environment("secrets"))
@@ -108,10 +119,11 @@ def rotate_secret(name: str, secret: str, body: RotateBody, state: StateDep, ctx
     with state.store.write() as session:
         get_environment(session, name)
         _writable(session, state)
+        spec = current_spec(session)
         row = secrets.rotate(
             session,
             ctx,
-            current_spec(session),
+            spec,
             state.keyring,
             name,
             secret,
@@ -120,7 +132,7 @@ def rotate_secret(name: str, secret: str, body: RotateBody, state: StateDep, ctx
             state.clock.now(),
         )
         session.flush()
-        return _version_json(row)
+        return _version_json(row, _bind(session, state, name, row))
 
 
 @router.get("/api/v1/environments/{name}/secrets/{secret}/history", **guarded("environments:read"))

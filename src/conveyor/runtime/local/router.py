@@ -259,7 +259,8 @@ class Router:
             return
         written_safely = ex.method in IDEMPOTENT and ex.sent is not None
         if ex.attempts < 2 and not timed_out and (connect or written_safely):
-            backend = cast(Backend, ex.backend)
+            backend = self._current(cast(Backend, ex.backend))
+            ex.backend = backend
             # A refused connect rules the endpoint out; a dead pooled connection only rules out that socket.
             if connect or len(backend.endpoints) > 1:
                 target, fresh = pick(self, backend, endpoint), False
@@ -286,6 +287,13 @@ class Router:
             self._respond_local(
                 client, ex, 502, "Upstream unavailable", detail, slug="upstream-unavailable", upstream=True
             )
+
+    def _current(self, backend: Backend) -> Backend:
+        """The version's backend in the table as it is now (instances may have been replaced meanwhile)."""
+        for candidate in self._table.backends:
+            if candidate.version == backend.version and candidate.endpoints:
+                return candidate
+        return backend
 
     def _respond_local(
         self,

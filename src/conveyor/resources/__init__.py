@@ -1,0 +1,1 @@
+"""Backing resources Conveyor provisions per environment: PostgreSQL databases and their logins (ADR 0013)."""

@@ -1,0 +1,349 @@
+"""An environment's PostgreSQL database: provisioning, the login a password version sets, retiring
+the login no running instance needs any more, and the connection settings releases get (ADR 0013).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from conveyor.audit.log import AuditContext, record
+from conveyor.clock import isoformat
+from conveyor.errors import Conflict, InvalidRequest, NotFound
+from conveyor.resources import postgres
+from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.secrets import service as secrets
+from conveyor.secrets.crypto import Keyring
+from conveyor.spec import Spec
+from conveyor.spec.data import Database
+from conveyor.spec.vocabulary import LIVE_TIERS
+from conveyor.store.tables import DatabaseResource, Deployment, Rollout, SecretVersion
+
+BINDING = "postgres-login:"
+RETIRED = "postgres-login-retired:"
+GRACE_S = 10.0
+"""How long an environment stays settled after a release before the old login is retired."""
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What conveyor.yaml asks for, resolved to names and a server."""
+
+    environment: str
+    spec: Database
+    names: postgres.Names
+    server: str
+
+
+def declared(spec: Spec, environment: str) -> Declared:
+    """The environment's PostgreSQL database as declared; a clear error when there is none."""
+    if environment not in spec.environments:
+        raise NotFound(
+            f"environment '{environment}' is not in the applied conveyor.yaml",
+            hint=f"environments: {', '.join(spec.environments)}",
+        )
+    database = spec.environments[environment].resources.database
+    if database is None or database.engine != "postgres":
+        raise InvalidRequest(
+            f"{environment} declares no PostgreSQL database",
+            hint=f"add resources: {{database: {{engine: postgres}}}} under environments.{environment}",
+        )
+    return Declared(
+        environment,
+        database,
+        postgres.names(spec.project, environment, database.name),
+        postgres.server_url(database.server),
+    )
+
+
+def resource(session: Session, environment: str) -> DatabaseResource | None:
+    return session.execute(
+        select(DatabaseResource).where(DatabaseResource.environment == environment)
+    ).scalar_one_or_none()
+
+
+def login_of(row: SecretVersion | None) -> str | None:
+    """The login role a password version is set on (None: none, or retired since)."""
+    if row is None or row.binding is None or not row.binding.startswith(BINDING):
+        return None
+    return row.binding.removeprefix(BINDING)
+
+
+def check_not_retired(session: Session, refs: set[str]) -> None:
+    """Refuse a desired state that needs a password whose login was retired after a rotation."""
+    for text in refs:
+        ref = secrets.Ref.parse(text)
+        row = next(
+            (v for v in secrets.versions(session, ref.environment, ref.name) if v.version == ref.version),
+            None,
+        )
+        if row is not None and row.binding is not None and row.binding.startswith(RETIRED):
+            raise Conflict(
+                f"this release logs in to the database with {ref.name} version {ref.version}, whose login "
+                f"({row.binding.removeprefix(RETIRED)}) was retired after the password was rotated",
+                hint="release the running version again instead (it takes the current password)",
+            )
+
+
+def provision(
+    session: Session, ctx: AuditContext, spec: Spec, keyring: Keyring, environment: str, now: datetime
+) -> dict[str, Any]:
+    """Create the database and roles (idempotent), and set the current password on a login."""
+    d = declared(spec, environment)
+    done = postgres.provision(d.server, d.names)
+    row = resource(session, environment) or DatabaseResource(environment=environment)
+    row.server, row.database, row.owner_role = d.server, d.names.database, d.names.owner
+    row.provisioned_by, row.provisioned_at = ctx.actor, isoformat(now)
+    session.add(row)
+    session.flush()
+    password = secrets.current(session, environment, d.spec.password_secret)
+    if password is not None and login_of(password) is None:
+        bind(session, spec, keyring, environment, password)
+    record(
+        session,
+        ctx,
+        "resource.provision",
+        now=now,
+        environment=environment,
+        target=f"database:{d.names.database}",
+        details={"server": d.server, "database": d.names.database, "created": done["created"]},
+    )
+    return show(session, spec, environment)
+
+
+def is_bound(session: Session, spec: Spec, environment: str, name: str) -> bool:
+    """Whether `name` is the password of a provisioned database of `environment`."""
+    database = spec.environments[environment].resources.database
+    return (
+        database is not None
+        and database.engine == "postgres"
+        and database.password_secret == name
+        and resource(session, environment) is not None
+    )
+
+
+def _running_versions(session: Session, environment: str, name: str) -> set[int]:
+    """Versions of secret `name` that what runs (or is being applied) in `environment` uses.
+
+    That is the current release, any deployment still being applied, and the stable release a
+    rollout keeps running beside or after the new one (preview, progressing, hot, standby).
+    """
+    desired_states: list[str] = []
+    current = session.execute(
+        select(Deployment.desired)
+        .where(Deployment.environment == environment, Deployment.state == "applied")
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    applying = session.execute(
+        select(Deployment.desired).where(
+            Deployment.environment == environment, Deployment.state == "applying"
+        )
+    ).scalars()
+    desired_states += [d for d in (current, *applying) if d]
+    keeping = session.execute(
+        select(Rollout.stable_desired).where(
+            Rollout.environment == environment,
+            Rollout.phase.in_(("preview", "progressing", "hot", "standby")),
+        )
+    ).scalars()
+    desired_states += [d for d in keeping if d]
+    found: set[int] = set()
+    for text in desired_states:
+        for ref in EnvironmentDesired.from_json(json.loads(text)).secret_refs():
+            parsed = secrets.Ref.parse(ref)
+            if (parsed.environment, parsed.name) == (environment, name):
+                found.add(parsed.version)
+    return found
+
+
+def _logins_in_use(session: Session, environment: str, name: str) -> set[str]:
+    versions = {v.version: v for v in secrets.versions(session, environment, name)}
+    return {
+        login
+        for number in _running_versions(session, environment, name)
+        if (login := login_of(versions.get(number))) is not None
+    }
+
+
+def bind(session: Session, spec: Spec, keyring: Keyring, environment: str, row: SecretVersion) -> str:
+    """Set a new password version on the login no running release uses; returns that login.
+
+    Runs inside the transaction that stores the version: when the server refuses, nothing is stored.
+    """
+    d = declared(spec, environment)
+    in_use = _logins_in_use(session, environment, row.name)
+    latest_login = next(
+        (
+            login_of(v)
+            for v in reversed(secrets.versions(session, environment, row.name))
+            if login_of(v) and v is not row
+        ),
+        None,
+    )
+    free = [login for login in d.names.logins if login not in in_use]
+    if not free:
+        raise Conflict(
+            f"both logins of {d.names.database} are in use by versions that may still run",
+            hint="let the running rollout finish (or abort it), then rotate again",
+        )
+    # alternate: prefer the login the previous version did not use (its instances may still run)
+    login = next((x for x in free if x != latest_login), free[0])
+    value = secrets.values(session, keyring, {str(secrets.Ref(environment, row.name, row.version))})
+    postgres.set_login(d.server, login, next(iter(value.values())))
+    for older in secrets.versions(session, environment, row.name):
+        if older is not row and login_of(older) == login:
+            older.binding = RETIRED + login  # its password no longer opens that login
+    row.binding = BINDING + login
+    return login
+
+
+def connection_settings(
+    session: Session, spec: Spec, environment: str, password_ref: str | None
+) -> dict[str, str]:
+    """PGHOST, PGPORT, PGDATABASE and PGUSER for a release whose password is `password_ref`."""
+    row = resource(session, environment)
+    database = spec.environments[environment].resources.database
+    if row is None or database is None or password_ref is None:
+        return {}
+    ref = secrets.Ref.parse(password_ref)
+    version = next(
+        (v for v in secrets.versions(session, ref.environment, ref.name) if v.version == ref.version), None
+    )
+    login = login_of(version)
+    if login is None:
+        return {}
+    host, port = postgres.endpoint(row.server)
+    return {"PGHOST": host, "PGPORT": port, "PGDATABASE": row.database, "PGUSER": login}
+
+
+def retire_unused(
+    session: Session, ctx: AuditContext, spec: Spec, environment: str, now: datetime
+) -> list[str]:
+    """Retire (NOLOGIN) each login whose password no release that may still run uses.
+
+    Only once the environment is settled: nothing deploying, verifying or rolling out, and the last
+    release applied at least GRACE_S ago, so every instance that had the old password is gone.
+    """
+    from conveyor.store.tables import Promotion
+
+    row = resource(session, environment)
+    database = spec.environments[environment].resources.database if environment in spec.environments else None
+    if row is None or database is None or database.engine != "postgres":
+        return []
+    moving = session.execute(
+        select(Promotion.id).where(
+            Promotion.environment == environment,
+            Promotion.state.in_(("deploying", "verifying", "rolling_out")),
+        )
+    ).first()
+    last = session.execute(
+        select(Deployment)
+        .where(Deployment.environment == environment)
+        .order_by(Deployment.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if moving is not None or last is None or last.finished_at is None:
+        return []
+    finished = datetime.fromisoformat(last.finished_at.replace("Z", "+00:00"))
+    if (now - finished).total_seconds() < GRACE_S:
+        return []
+    name = database.password_secret
+    in_use = _logins_in_use(session, environment, name)
+    retired = []
+    for version in secrets.versions(session, environment, name):
+        login = login_of(version)
+        if login is None or login in in_use:
+            continue
+        postgres.retire_login(row.server, login)
+        version.binding = RETIRED + login
+        retired.append(login)
+        record(
+            session,
+            ctx,
+            "resource.retire_login",
+            now=now,
+            environment=environment,
+            target=f"database:{row.database}",
+            details={"login": login, "secret": name, "version": version.version},
+        )
+    return sorted(set(retired))
+
+
+def show(session: Session, spec: Spec, environment: str) -> dict[str, Any]:
+    """What is declared, what is provisioned, and (when reachable) what the server says."""
+    d = declared(spec, environment)
+    row = resource(session, environment)
+    password = secrets.current(session, environment, d.spec.password_secret)
+    data: dict[str, Any] = {
+        "environment": environment,
+        "engine": "postgres",
+        "server": d.server,
+        "database": d.names.database,
+        "owner_role": d.names.owner,
+        "logins": list(d.names.logins),
+        "provisioned": row is not None,
+        "provisioned_at": row.provisioned_at if row else None,
+        "provisioned_by": row.provisioned_by if row else None,
+        "password_secret": d.spec.password_secret,
+        "password_version": password.version if password else None,
+        "password_login": login_of(password),
+    }
+    if row is not None:
+        try:
+            data["live"] = postgres.describe(d.server, d.names)
+        except Conflict as exc:
+            data["live"] = {"error": exc.detail}
+    return data
+
+
+def listing(session: Session, spec: Spec) -> list[dict[str, Any]]:
+    """Every environment's declared database and cache, and whether Conveyor provisioned it."""
+    rows = []
+    for name, environment in spec.environments.items():
+        database, cache = environment.resources.database, environment.resources.cache
+        provisioned = resource(session, name)
+        rows.append(
+            {
+                "environment": name,
+                "database": None if database is None else database.engine,
+                "database_name": postgres.names(spec.project, name, database.name).database
+                if database is not None and database.engine == "postgres"
+                else None,
+                "provisioned": provisioned is not None,
+                "cache": None if cache is None else cache.engine,
+            }
+        )
+    return rows
+
+
+def reset(session: Session, ctx: AuditContext, spec: Spec, environment: str, now: datetime) -> dict[str, Any]:
+    """Drop and recreate the database, empty; refused for production and dr."""
+    tier = spec.environments[environment].tier if environment in spec.environments else None
+    if tier in LIVE_TIERS:
+        raise Conflict(
+            f"{environment} is a {tier} environment: its database is never reset",
+            hint="restore a backup instead, or reset a non-production environment",
+        )
+    d = declared(spec, environment)
+    if resource(session, environment) is None:
+        raise NotFound(
+            f"{environment}'s database was never provisioned",
+            hint=f"`conveyor resource provision {environment}`",
+        )
+    postgres.reset(d.server, d.names)
+    record(
+        session,
+        ctx,
+        "resource.reset",
+        now=now,
+        environment=environment,
+        target=f"database:{d.names.database}",
+        details={"database": d.names.database},
+    )
+    return show(session, spec, environment)
