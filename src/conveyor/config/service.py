@@ -72,11 +72,7 @@ def _resolve(
     session: Session, spec: Spec, environment: str, service: str | None
 ) -> tuple[Resolution, dict[str, str]]:
     """The resolution, and the secret references a release would run with."""
-    if environment not in spec.environments:
-        raise NotFound(
-            f"environment '{environment}' is not in the applied conveyor.yaml",
-            hint=f"environments: {', '.join(spec.environments)}",
-        )
+    spec.environment(environment)  # NotFound naming the declared ones
     service = service_of(spec, environment, service)
     schema = spec.services[service].config_schema
     stored = overrides(session, environment)

@@ -42,11 +42,7 @@ class Declared:
 
 def declared(spec: Spec, environment: str) -> Declared:
     """The environment's PostgreSQL database as declared; a clear error when there is none."""
-    if environment not in spec.environments:
-        raise NotFound(
-            f"environment '{environment}' is not in the applied conveyor.yaml",
-            hint=f"environments: {', '.join(spec.environments)}",
-        )
+    spec.environment(environment)  # NotFound naming the declared ones
     database = spec.environments[environment].resources.database
     if database is None or database.engine != "postgres":
         raise InvalidRequest(

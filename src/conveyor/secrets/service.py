@@ -53,11 +53,7 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def declared(spec: Spec, environment: str, name: str) -> SecretRef:
     """The reference conveyor.yaml declares; NotFound naming what is declared."""
-    if environment not in spec.environments:
-        raise NotFound(
-            f"environment '{environment}' is not in the applied conveyor.yaml",
-            hint=f"environments: {', '.join(spec.environments)}",
-        )
+    spec.environment(environment)  # NotFound naming the declared ones
     secrets = spec.environments[environment].secrets
     if name not in secrets:
         have = ", ".join(secrets) or "none"
@@ -361,11 +357,7 @@ def _rotation(spec: Spec, environment: str, name: str, row: SecretVersion, now: 
 
 def listing(session: Session, spec: Spec, environment: str, now: datetime) -> list[dict[str, Any]]:
     """Every secret the environment declares or stores: name, kind, version, age, next rotation."""
-    if environment not in spec.environments:
-        raise NotFound(
-            f"environment '{environment}' is not in the applied conveyor.yaml",
-            hint=f"environments: {', '.join(spec.environments)}",
-        )
+    spec.environment(environment)  # NotFound naming the declared ones
     declared_refs = spec.environments[environment].secrets
     stored = {
         row.name

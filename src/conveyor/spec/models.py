@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from conveyor.auth.permissions import role_permissions
-from conveyor.errors import SpecError, SpecProblem
+from conveyor.errors import NotFound, SpecError, SpecProblem
 from conveyor.spec.checks import spec_issues
 from conveyor.spec.environment import Environment
 from conveyor.spec.fields import (
@@ -23,6 +23,7 @@ from conveyor.spec.fields import (
     SpecModel,
     Text,
     context_for,
+    did_you_mean,
     environment_ref,
     raise_issues,
 )
@@ -166,6 +167,16 @@ class Spec(SpecModel):
     def role_table(self) -> dict[str, frozenset[str]]:
         """Every role's global permissions: the built-in roles with this file's `roles:` applied."""
         return role_permissions({name: role.permissions for name, role in self.roles.items()})
+
+    def environment(self, name: str) -> Environment:
+        """The environment `name`; NotFound naming the declared ones (or the close match)."""
+        found = self.environments.get(name)
+        if found is None:
+            raise NotFound(
+                f"environment '{name}' is not in the applied conveyor.yaml",
+                hint=did_you_mean(name, self.environments, "environments"),
+            )
+        return found
 
     def pipeline_order(self) -> list[str]:
         """Environment names of the pipeline stages, first to last."""

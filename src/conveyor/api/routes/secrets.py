@@ -7,6 +7,7 @@ release (ADR 0010).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from conveyor.api.deps import AppState, AuditDep, StateDep, guarded, guarded_environment
+from conveyor.audit.log import AuditContext
 from conveyor.deployments.service import current_release, current_spec
 from conveyor.environments.service import get_environment
 from conveyor.errors import Conflict, InvalidRequest
@@ -89,50 +91,37 @@ def list_secrets(name: str, state: StateDep) -> dict[str, Any]:
     return {"environment": name, "secrets": rows}
 
 
+def _new_version(
+    store: Callable[..., SecretVersion],
+    environment: str,
+    secret: str,
+    value: str | None,
+    reason: str,
+    state: AppState,
+    ctx: AuditContext,
+) -> dict[str, Any]:
+    """Store a version with `store` (set or rotate) and bind it to a provisioned database's free login."""
+    with state.store.write() as session:
+        get_environment(session, environment)
+        _writable(session, state)
+        spec = current_spec(session)
+        row = store(session, ctx, spec, state.keyring, environment, secret, value, reason, state.clock.now())
+        session.flush()
+        return _version_json(row, _bind(session, state, environment, row))
+
+
 @router.put("/api/v1/environments/{name}/secrets/{secret}", **guarded_environment("secrets"))
 def set_secret(name: str, secret: str, body: SetBody, state: StateDep, ctx: AuditDep) -> dict[str, Any]:
     """Store a new version of a secret; the next release of the environment runs with it."""
     if (body.value is None) == (not body.generate):
         raise InvalidRequest("give either a value or generate=true", hint="not both, and not neither")
-    with state.store.write() as session:
-        get_environment(session, name)
-        _writable(session, state)
-        spec = current_spec(session)
-        row = secrets.set_secret(
-            session,
-            ctx,
-            spec,
-            state.keyring,
-            name,
-            secret,
-            body.value,
-            body.reason,
-            state.clock.now(),
-        )
-        session.flush()
-        return _version_json(row, _bind(session, state, name, row))
+    return _new_version(secrets.set_secret, name, secret, body.value, body.reason, state, ctx)
 
 
 @router.post("/api/v1/environments/{name}/secrets/{secret}/rotate", **guarded_environment("secrets"))
 def rotate_secret(name: str, secret: str, body: RotateBody, state: StateDep, ctx: AuditDep) -> dict[str, Any]:
     """A new version (generated when no value is given); the old one stays readable for running instances."""
-    with state.store.write() as session:
-        get_environment(session, name)
-        _writable(session, state)
-        spec = current_spec(session)
-        row = secrets.rotate(
-            session,
-            ctx,
-            spec,
-            state.keyring,
-            name,
-            secret,
-            body.value,
-            body.reason,
-            state.clock.now(),
-        )
-        session.flush()
-        return _version_json(row, _bind(session, state, name, row))
+    return _new_version(secrets.rotate, name, secret, body.value, body.reason, state, ctx)
 
 
 @router.get("/api/v1/environments/{name}/secrets/{secret}/history", **guarded("environments:read"))
