@@ -261,8 +261,9 @@ class Router:
         if ex.attempts < 2 and not timed_out and (connect or written_safely):
             backend = self._current(cast(Backend, ex.backend))
             ex.backend = backend
-            # A refused connect rules the endpoint out; a dead pooled connection only rules out that socket.
-            if connect or len(backend.endpoints) > 1:
+            # A refused connect rules the endpoint out; a dead pooled connection only rules out that
+            # socket, unless the instance behind it has left the routes (replaced meanwhile).
+            if connect or len(backend.endpoints) > 1 or endpoint not in backend.endpoints:
                 target, fresh = pick(self, backend, endpoint), False
             else:
                 target, fresh = endpoint, True
