@@ -17,14 +17,31 @@ from sqlalchemy.orm import Session
 
 from conveyor.audit.log import AuditContext, record
 from conveyor.clock import isoformat
-from conveyor.config.resolve import Layer, LayerName, Problem, Resolution, Setting, parse_value, resolve
+from conveyor.config.resolve import (
+    Layer,
+    LayerName,
+    Problem,
+    Resolution,
+    Setting,
+    as_text,
+    parse_value,
+    resolve,
+)
 from conveyor.errors import InvalidRequest, NotFound
 from conveyor.resources import service as resources
 from conveyor.secrets import service as secrets
 from conveyor.spec import Spec
+from conveyor.spec.settings import ScalarValue
 from conveyor.store.tables import ConfigOverride
 
 MASK = "********"
+
+
+def masked(ref: str) -> str:
+    """How a secret shows in configuration: masked, with the version it is (`******** (prod/API_KEY@3)`)."""
+    return f"{MASK} ({ref})"
+
+
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -65,10 +82,10 @@ def resolution(session: Session, spec: Spec, environment: str, service: str | No
 
     Secrets appear masked, as their version: their values never leave the secret store here.
     """
-    return _resolve(session, spec, environment, service)[0]
+    return resolution_and_refs(session, spec, environment, service)[0]
 
 
-def _resolve(
+def resolution_and_refs(
     session: Session, spec: Spec, environment: str, service: str | None
 ) -> tuple[Resolution, dict[str, str]]:
     """The resolution, and the secret references a release would run with."""
@@ -92,7 +109,7 @@ def _resolve(
         ),
         Layer(
             "secret",
-            {name: f"{MASK} ({ref})" for name, ref in refs.items()},
+            {name: masked(ref) for name, ref in refs.items()},
             {name: f"secret store, {ref}" for name, ref in refs.items()},
         ),
         Layer(
@@ -135,13 +152,22 @@ def release_config(
     A clear error when the configuration has problems. Secrets are references
     (`environment/NAME@version`), so no stored release ever holds a secret's value (ADR 0010).
     """
-    resolved, refs = _resolve(session, spec, environment, service)
+    resolved, refs = resolution_and_refs(session, spec, environment, service)
+    refuse_problems(environment, resolved)
+    return {key: as_text(value) for key, value in plain(resolved).items()}, refs
+
+
+def refuse_problems(environment: str, resolved: Resolution) -> None:
+    """InvalidRequest listing every problem and its fix, when there is any."""
     if resolved.problems:
         words = "; ".join(p.message for p in resolved.problems)
         fixes = "; ".join(p.fix for p in resolved.problems)
         raise InvalidRequest(f"the configuration of {environment} has problems: {words}", hint=fixes)
-    env = {s.key: s.text for s in resolved.settings if s.layer != "secret"}
-    return env, refs
+
+
+def plain(resolved: Resolution) -> dict[str, ScalarValue]:
+    """The resolved values that are configuration, typed (secrets are delivered as references)."""
+    return {s.key: s.value for s in resolved.settings if s.layer != "secret"}
 
 
 def set_override(

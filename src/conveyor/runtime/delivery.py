@@ -36,8 +36,6 @@ class DeliveringDriver:
         if refs:
             with self.store.read() as session:
                 resources.check_not_retired(session, refs)
-        if refs - set(values):
-            with self.store.read() as session:
                 values.update(secrets.values(session, self.keyring, refs - set(values)))
         # every deployment delivers the environment's flags too, before its instances start (so the
         # file they are pointed at exists); a push missed while the agent was away arrives with the

@@ -73,13 +73,16 @@ def export_values(
     service: str | None = Query(None, max_length=64),
 ) -> str:
     """The next release's configuration as a .env file, JSON, or Terraform variables (no secrets)."""
-    if format not in FORMATS:
-        raise InvalidRequest(f"'{format}' is not an export format", hint=f"use one of: {', '.join(FORMATS)}")
+    _check_format(format)
     with state.store.read() as session:
         get_environment(session, name)
         resolved = config.resolution(session, current_spec(session), name, service)
-    values = {s.key: s.value for s in resolved.settings if s.layer != "secret"}
-    return export(values, format)  # type: ignore[arg-type]
+    return export(config.plain(resolved), format)  # type: ignore[arg-type]
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise InvalidRequest(f"'{format}' is not an export format", hint=f"use one of: {', '.join(FORMATS)}")
 
 
 @router.get(
@@ -95,13 +98,11 @@ def export_with_secrets(
     service: str | None = Query(None, max_length=64),
 ) -> str:
     """The next release's configuration with its secrets' values; audited as a read of each secret."""
-    if format not in FORMATS:
-        raise InvalidRequest(f"'{format}' is not an export format", hint=f"use one of: {', '.join(FORMATS)}")
+    _check_format(format)
     with state.store.write() as session:
         get_environment(session, name)
-        spec = current_spec(session)
-        resolved = config.resolution(session, spec, name, service)
-        _, refs = config.release_config(session, spec, name, service)
+        resolved, refs = config.resolution_and_refs(session, current_spec(session), name, service)
+        config.refuse_problems(name, resolved)
         opened = secrets.values(session, state.keyring, set(refs.values()))
         record(
             session,
@@ -112,7 +113,7 @@ def export_with_secrets(
             target=f"export:{name}",
             details={"secrets": sorted(refs.values()), "purpose": "export", "format": format},
         )
-    typed = {s.key: s.value for s in resolved.settings if s.layer != "secret"}
+    typed = config.plain(resolved)
     typed.update({key: opened[ref] for key, ref in refs.items()})
     return export(dict(sorted(typed.items())), format)  # type: ignore[arg-type]
 
@@ -144,7 +145,7 @@ def since_release(name: str, deployment_id: int, state: StateDep) -> dict[str, A
         if row.desired is None:
             raise InvalidRequest(f"release {deployment_id} predates configuration snapshots")
         released = EnvironmentDesired.from_json(json.loads(row.desired))
-        before = {**released.env, **{k: f"{config.MASK} ({ref})" for k, ref in released.secrets.items()}}
+        before = {**released.env, **{k: config.masked(ref) for k, ref in released.secrets.items()}}
         now = config.resolution(session, current_spec(session), name, row.service).env()
     return {
         "environment": name,
