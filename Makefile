@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # servers and app instances, so two workers halve it even on two cores. WORKERS=0 runs it in one process.
 WORKERS ?= 2
 
-.PHONY: demo test test-unit test-integration lint typecheck lock clean docs bench-router bench-rollback
+.PHONY: demo test test-unit test-integration lint typecheck lock clean docs bench-router bench-rollback bench-rehearsal bench-masked-clone
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -60,3 +60,14 @@ bench-router: $(STAMP)
 # How fast a canary that starts failing loses its traffic (real server, default 5 s analysis); appends to benchmarks/RESULTS.md (~4 min).
 bench-rollback: $(STAMP)
 	$(BIN)/python benchmarks/rollback_reaction/bench.py
+
+# The migration-rehearsal gate on a 1,000,000-row table next to applying the same migrations directly;
+# appends to benchmarks/RESULTS.md (~1 min).
+bench-rehearsal: $(STAMP)
+	$(BIN)/python benchmarks/migration_rehearsal/bench.py
+
+# A masked clone (conveyor data clone) vs plain pg_dump -Fc | pg_restore of the same 1,000,000-row
+# database, side by side; ROWS=N for another size; appends to benchmarks/RESULTS.md (~5 min).
+ROWS ?= 1000000
+bench-masked-clone: $(STAMP)
+	$(BIN)/python benchmarks/masked_clone/bench.py --rows $(ROWS)

@@ -147,7 +147,10 @@ def start_server(workdir: Path, database_url: str, env: dict[str, str] | None = 
     fast = {"CONVEYOR_ENGINE_TICK": "0.1", "CONVEYOR_ENGINE_POLL": "0.2"}
     cli = Cli(home, {"CONVEYOR_DATABASE_URL": database_url, **fast, **(env or {})})
     port = free_port()
-    cli("up", "--port", str(port), "--agent-port", str(free_port()), check=True)
+    started = cli("up", "--port", str(port), "--agent-port", str(free_port()))
+    if started.returncode != 0:
+        cli("down")  # `up` leaves the agent it started running when the server fails to start
+        raise AssertionError(f"conveyor up exited {started.returncode}\n{started.stdout}\n{started.stderr}")
     creds = json.loads((home / "credentials").read_text())
     return Server(cli, f"http://127.0.0.1:{port}", creds["token"], database_url)
 

@@ -15,7 +15,14 @@ setting is true, the way a bug in a code path only production turns on slips pas
 
 Conveyor passes PORT, CONVEYOR_ENV, CONVEYOR_VERSION, the environment's config and its secrets.
 `GET /settings/NAME` tells whether a variable reached the instance, as a SHA-256 fingerprint;
-`GET /db` runs one query on a new PostgreSQL connection made from the PG* variables.
+`GET /db` runs one query on a new PostgreSQL connection made from the PG* variables; `GET /cache`
+increments a counter under REDIS_KEY_PREFIX on a new Redis connection made from the REDIS_* variables.
+
+A build that ships a schema (the `migrations/` directory Conveyor runs before the instances start)
+carries a `SCHEMA` file naming which columns this build's code uses, the seed's expand/contract
+example: `user_id` (the first release), `both` (writes user_id and account_id, reads account_id),
+`account_id` (no longer touches user_id). `POST /users` ({"email"}) adds a user, `GET /users/ID`
+reads one back.
 
 Feature flags come from the flagd JSON file Conveyor keeps current (CONVEYOR_FLAGS_FILE); the app
 re-reads it when it changes, without a restart. `GET /flags/KEY` answers {"key", "value",
@@ -30,6 +37,7 @@ import hashlib
 import json
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -216,6 +224,49 @@ def key_of(data: dict[str, Any]) -> str:
 FLAGS = Flags(os.environ.get("CONVEYOR_FLAGS_FILE"))
 
 
+class RespError(Exception):
+    """An error reply from Redis (`-NOPERM …`, `-WRONGPASS …`)."""
+
+
+class Resp:
+    """The smallest Redis client: commands as RESP arrays of bulk strings, replies parsed (RESP2)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 3.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def __enter__(self) -> Resp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def call(self, *args: str) -> Any:
+        encoded = [a.encode() for a in args]
+        self.sock.sendall(
+            b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in encoded)
+        )
+        return self._reply()
+
+    def _reply(self) -> Any:
+        line = self.file.readline()
+        if not line.endswith(b"\r\n"):
+            raise OSError("Redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RespError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            return None if int(rest) < 0 else self.file.read(int(rest) + 2)[:-2].decode()
+        if kind == b"*":
+            return None if int(rest) < 0 else [self._reply() for _ in range(int(rest))]
+        raise OSError(f"unexpected reply from Redis: {line[:40]!r}")
+
+
 def crash() -> None:
     """Die the way a real bug kills a process: no cleanup, no response."""
     sys.stdout.flush()
@@ -269,6 +320,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/db":
             self._database()
             return
+        if self.path == "/cache":
+            self._cache()
+            return
+        if self.path.startswith("/users/"):
+            self._users(None)
+            return
         if self.path.startswith("/settings/"):
             # whether a setting reached this instance, as a SHA-256 fingerprint: never the value itself
             name = self.path.removeprefix("/settings/")
@@ -285,6 +342,32 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._serve()
 
+    def _users(self, body: bytes | None) -> None:
+        """POST /users (body: {"email"}) or GET /users/ID, in the columns this build's SCHEMA names."""
+        if SCHEMA is None:
+            self._send(501, {"error": "this build ships no schema"})
+            return
+        import psycopg
+
+        try:
+            with psycopg.connect(connect_timeout=3) as conn:
+                if body is not None:
+                    email = str(json.loads(body or b"{}").get("email") or "someone@example.test")
+                    account = f"acct-{random.randrange(10**9)}"
+                    row = conn.execute(
+                        _INSERT[SCHEMA], (account, email) if SCHEMA != "both" else (account, account, email)
+                    ).fetchone()
+                    self._send(201, {"id": row[0], "account": account, "version": VERSION})  # type: ignore[index]
+                    return
+                found = conn.execute(_SELECT[SCHEMA], (int(self.path.rsplit("/", 1)[1]),)).fetchone()
+        except (psycopg.Error, ValueError) as exc:
+            self._send(503, {"error": str(exc).strip().splitlines()[0] if str(exc).strip() else "error"})
+            return
+        if found is None:
+            self._send(404, {"error": "no such user"})
+        else:
+            self._send(200, {"id": found[0], "account": found[1], "email": found[2], "version": VERSION})
+
     def _database(self) -> None:
         """One query on a new connection, with the PG* variables Conveyor gives a provisioned database."""
         try:
@@ -300,6 +383,24 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send(200, {"user": user, "database": database, "version": VERSION})
 
+    def _cache(self) -> None:
+        """INCR PREFIXcounter on a new connection, as the user Conveyor gives a provisioned namespace."""
+        prefix = os.environ.get("REDIS_KEY_PREFIX", "")
+        try:
+            with Resp(
+                os.environ.get("REDIS_HOST", "127.0.0.1"), int(os.environ.get("REDIS_PORT", "6379"))
+            ) as redis:
+                password, user = os.environ.get("REDIS_PASSWORD"), os.environ.get("REDIS_USERNAME")
+                if password:
+                    redis.call("AUTH", *([user] if user else []), password)
+                if os.environ.get("REDIS_DB"):
+                    redis.call("SELECT", os.environ["REDIS_DB"])
+                count = redis.call("INCR", f"{prefix}counter")
+        except (OSError, RespError) as exc:
+            self._send(503, {"error": str(exc)})
+            return
+        self._send(200, {"count": count, "key": f"{prefix}counter", "user": user, "version": VERSION})
+
     def do_POST(self) -> None:
         raw = self._body()
         if self.path == "/_fault":
@@ -313,6 +414,9 @@ class Handler(BaseHTTPRequestHandler):
             if changes.get("crash"):
                 crash()
             self._send(200, FAULTS.update(changes))
+            return
+        if self.path == "/users":
+            self._users(raw)
             return
         self._serve()
 
@@ -334,6 +438,27 @@ class Handler(BaseHTTPRequestHandler):
             200,
             {"version": VERSION, "environment": ENVIRONMENT, "instance": INSTANCE, "path": self.path},
         )
+
+
+def _read_schema() -> str | None:
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "SCHEMA")) as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+SCHEMA = _read_schema()
+_INSERT = {
+    "user_id": "INSERT INTO users (user_id, email) VALUES (%s, %s) RETURNING id",
+    "both": "INSERT INTO users (user_id, account_id, email) VALUES (%s, %s, %s) RETURNING id",
+    "account_id": "INSERT INTO users (account_id, email) VALUES (%s, %s) RETURNING id",
+}
+_SELECT = {
+    "user_id": "SELECT id, user_id, email FROM users WHERE id = %s",
+    "both": "SELECT id, COALESCE(account_id, user_id), email FROM users WHERE id = %s",
+    "account_id": "SELECT id, account_id, email FROM users WHERE id = %s",
+}
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -73,17 +74,20 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def start(
-    settings: Settings,
-    host: str,
-    port: int,
-    timeout: float = 30.0,
-    *,
-    name: str = "server",
-    ready_path: str = "/readyz",
-    extra_env: dict[str, str] | None = None,
-) -> tuple[int, str]:
-    """Start `conveyor NAME` (server or agent) detached and wait until it is ready; returns (pid, url)."""
+@dataclass(frozen=True)
+class Starting:
+    """A background process launched and not yet known to be ready."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_file: Path
+
+
+def launch(
+    settings: Settings, host: str, port: int, *, name: str = "server", extra_env: dict[str, str] | None = None
+) -> Starting:
+    """Start `conveyor NAME` (server or agent) detached; `wait_ready` waits for it."""
     url = f"http://{host}:{port}"
     pid_file, log_file, url_file = _files(settings, name)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,14 @@ def start(
         )
     pid_file.write_text(f"{proc.pid}\n")
     write_private(url_file, json.dumps({"url": url, "pid": proc.pid}) + "\n")
+    return Starting(name, proc, url, log_file)
+
+
+def wait_ready(
+    settings: Settings, starting: Starting, timeout: float = 30.0, ready_path: str = "/readyz"
+) -> tuple[int, str]:
+    """Wait until a launched process answers `ready_path`; returns (pid, url), or stops it and says why."""
+    name, proc, url, log_file = starting.name, starting.proc, starting.url, starting.log_file
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -121,12 +133,28 @@ def start(
                 return proc.pid, url
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.05)
     stop(settings, name=name)
     raise ClientError(
         f"the {name} did not become ready within {timeout:.0f}s; last lines of {log_file}:\n"
         f"{log_tail(log_file)}",
         hint="see the log file for the cause",
+    )
+
+
+def start(
+    settings: Settings,
+    host: str,
+    port: int,
+    timeout: float = 30.0,
+    *,
+    name: str = "server",
+    ready_path: str = "/readyz",
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Start `conveyor NAME` (server or agent) detached and wait until it is ready; returns (pid, url)."""
+    return wait_ready(
+        settings, launch(settings, host, port, name=name, extra_env=extra_env), timeout, ready_path
     )
 
 

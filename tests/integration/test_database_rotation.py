@@ -140,7 +140,8 @@ def run(server: Server, tmp_path: Path, database: str, port: int) -> None:
     assert denied.returncode == 1 and "environment:deploy" in denied.stderr
 
     server.cli("secret", "set", "staging", "POSTGRES_PASSWORD", "--generate", check=True)
-    shown = json.loads(server.cli("resource", "provision", "staging", "-o", "json", check=True).stdout)
+    provisioned = server.cli("resource", "provision", "staging", "-o", "json", check=True).stdout
+    shown = json.loads(provisioned)["database"]
     assert shown["live"]["exists"] and shown["password_login"] == login_a
     assert can_login(login_a) and not can_login(login_b)
     again = server.cli("resource", "provision", "staging", check=True)  # idempotent

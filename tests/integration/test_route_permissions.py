@@ -135,3 +135,49 @@ def test_a_revoked_token_stops_working_at_once(server: Server) -> None:
     with server.http(issued["token"]) as http:
         response = http.get("/api/v1/whoami")
         assert response.status_code == 401 and "revoked" in response.json()["detail"]
+
+
+def test_backup_routes_need_read_to_look_and_deploy_to_act(tmp_path: Path) -> None:
+    from conveyor.api.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = Store(url)
+    upgrade(store)
+    store.dispose()
+    paths = create_app(Settings(home=tmp_path, database_url=url)).openapi()["paths"]
+    declared = {
+        (method.upper(), path): op["x-permission"]
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if "backup" in path or "restore" in path
+    }
+    assert declared == {
+        ("GET", "/api/v1/environments/{name}/backups"): "environments:read",
+        ("POST", "/api/v1/environments/{name}/backups"): "environment:deploy",
+        ("POST", "/api/v1/environments/{name}/backups/prune"): "environment:deploy",
+        ("GET", "/api/v1/backups/{backup_id}"): "environments:read",
+        ("POST", "/api/v1/environments/{name}/restore"): "environment:deploy",
+        ("POST", "/api/v1/environments/{name}/restore-drills"): "environment:deploy",
+        ("GET", "/api/v1/environments/{name}/restore-runs"): "environments:read",
+    }
+
+
+def test_data_routes_need_read_to_look_and_deploy_in_the_target_to_seed_or_clone(tmp_path: Path) -> None:
+    from conveyor.api.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = Store(url)
+    upgrade(store)
+    store.dispose()
+    paths = create_app(Settings(home=tmp_path, database_url=url)).openapi()["paths"]
+    declared = {
+        (method.upper(), path): op["x-permission"]
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if path.startswith("/api/v1/environments/{name}/data")
+    }
+    assert declared == {
+        ("GET", "/api/v1/environments/{name}/data"): "environments:read",
+        ("POST", "/api/v1/environments/{name}/data/seed"): "environment:deploy",
+        ("POST", "/api/v1/environments/{name}/data/clone"): "environment:deploy",
+    }

@@ -10,8 +10,11 @@ from conveyor import __version__
 from conveyor.cli import (
     artifact_cmds,
     audit_cmds,
+    backup_cmds,
     config_cmds,
+    data_cmds,
     flag_cmds,
+    migration_cmds,
     promotion_cmds,
     resource_cmds,
     rollout_cmds,
@@ -71,6 +74,9 @@ app.add_typer(audit_cmds.app, name="audit")
 app.add_typer(artifact_cmds.app, name="artifact")
 app.add_typer(secret_cmds.app, name="secret")
 app.add_typer(resource_cmds.app, name="resource")
+app.add_typer(data_cmds.app, name="data")
+backup_cmds.register(app)
+app.add_typer(migration_cmds.app, name="migrations")
 
 
 def run() -> None:

@@ -1,4 +1,4 @@
-"""`conveyor resource …`: the database each environment declares, provisioned on a real PostgreSQL server."""
+"""`conveyor resource …`: the database (PostgreSQL or SQLite file) and Redis namespace of each environment."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from conveyor.cli.output import Output, OutputOption, console, print_json, print
 from conveyor.errors import ClientError
 
 app = typer.Typer(
-    help="Backing resources per environment: a PostgreSQL database and logins of its own, made by Conveyor.",
+    help="Backing resources per environment: a PostgreSQL database or SQLite file, and a Redis namespace, "
+    "made by Conveyor.",
     no_args_is_help=True,
 )
 
@@ -20,17 +21,68 @@ EnvArg = typer.Argument(..., help="environment name")
 
 @app.command("list")
 def list_resources(ctx: typer.Context, output: Output = OutputOption) -> None:
-    """Each environment's declared database and cache, and whether the database is provisioned."""
+    """Each environment's declared database and cache, and whether they are provisioned."""
     with api(ctx) as client:
         data = client.get("/api/v1/resources")
     if output is Output.json:
         print_json(data)
         return
+    flag = {True: "yes", False: "no", None: "-"}
     rows = [
-        [r["environment"], r["database"], r["database_name"], "yes" if r["provisioned"] else "no", r["cache"]]
+        [
+            r["environment"],
+            r["database"],
+            r["database_name"],
+            flag[r["provisioned"]] if r["database"] else "-",
+            r["cache"],
+            r.get("cache_namespace"),
+            flag[r.get("cache_provisioned")],
+        ]
         for r in data["resources"]
     ]
-    print_table("Resources", ["environment", "database", "name", "provisioned", "cache"], rows)
+    print_table(
+        "Resources",
+        ["environment", "database", "name", "provisioned", "cache", "namespace", "provisioned"],
+        rows,
+    )
+
+
+def _print_all(data: dict[str, Any]) -> None:
+    database, cache = data.get("database"), data.get("cache")
+    if database is not None and database["engine"] == "postgres":
+        _print(database)
+    elif database is not None:
+        live = database["live"]
+        rows = [["path", database["path"]], ["url", database["url"]]]
+        rows.append(
+            ["file", f"{live['size_bytes']} bytes, mode {live['mode']}" if live["exists"] else "missing"]
+        )
+        print_table(f"SQLite database of {data['environment']}", ["", ""], rows)
+    if cache is not None:
+        _print_cache(cache)
+    if database is None and cache is None:
+        console.print(f"{data['environment']} declares no database and no cache", markup=False)
+
+
+def _print_cache(data: dict[str, Any]) -> None:
+    live = data.get("live") or {}
+    rows = [["server", data["server"]], ["key prefix", data["key_prefix"]]]
+    if data["namespace"] == "acl":
+        held = ", ".join(f"v{v}" for v in data["password_versions"]) or "none"
+        rows += [
+            ["ACL user", data["user"] + ("" if live.get("exists", True) else " (missing on the server)")],
+            ["password", f"{data['password_secret']} v{data['password_version']}, held: {held}"
+             if data["password_version"] else f"{data['password_secret']}: no value yet"],
+        ]  # fmt: skip
+    else:
+        rows.append(
+            ["database", f"{data['db']}" + ("" if live.get("exists", True) else " (not claimed yet)")]
+        )
+    if live.get("keys") is not None:
+        rows.append(["keys", str(live["keys"])])
+    if live.get("error"):
+        rows.append(["server says", live["error"]])
+    print_table(f"Redis namespace of {data['environment']}", ["", ""], rows)
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -65,41 +117,51 @@ def _print(data: dict[str, Any]) -> None:
 
 @app.command("show")
 def show(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOption) -> None:
-    """The environment's database: names, logins and what the server reports now."""
+    """The environment's database and Redis namespace: names, logins, keys and what the servers report."""
     with api(ctx) as client:
-        data = client.get(f"/api/v1/environments/{env}/resources/database")
+        data = client.get(f"/api/v1/environments/{env}/resources")
     if output is Output.json:
         print_json(data)
     else:
-        _print(data)
+        _print_all(data)
 
 
 @app.command("provision")
 def provision(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOption) -> None:
-    """Create the database, its owner role and two login roles (idempotent).
+    """Create what the environment declares (idempotent): database and logins, SQLite file, Redis user.
 
-    Releases then get PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD; a rotated password goes on
-    the login no running instance uses, and the old login is retired once no instance needs it.
+    Releases then get PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD (SQLite: DATABASE_URL and
+    SQLITE_PATH; Redis: REDIS_HOST, REDIS_PORT, REDIS_USERNAME, REDIS_KEY_PREFIX, REDIS_PASSWORD). A
+    rotated password goes on the login no running instance uses (Redis: is added to the user), and
+    the old one is retired once no instance needs it.
     """
     with api(ctx) as client:
-        data = client.post(f"/api/v1/environments/{env}/resources/database/provision")
+        data = client.post(f"/api/v1/environments/{env}/resources/provision")
     if output is Output.json:
         print_json(data)
     else:
-        _print(data)
+        _print_all(data)
 
 
 @app.command("reset")
 def reset(
     ctx: typer.Context,
     env: str = EnvArg,
-    yes: bool = typer.Option(False, "--yes", help="confirm: every row in the database is dropped"),
+    yes: bool = typer.Option(False, "--yes", help="confirm: every row and every cached key is dropped"),
 ) -> None:
-    """Drop the database and create it empty again (refused for production and dr)."""
+    """Empty the environment's resources: database (or SQLite file) dropped and created empty, the Redis
+    namespace's keys deleted (refused for production and dr)."""
     if not yes:
         raise ClientError(
-            f"this drops every row of {env}'s database", hint=f"run `conveyor resource reset {env} --yes`"
+            f"this drops every row of {env}'s database and every key of its cache",
+            hint=f"run `conveyor resource reset {env} --yes`",
         )
     with api(ctx) as client:
-        data = client.post(f"/api/v1/environments/{env}/resources/database/reset")
-    console.print(f"{env}: database {data['database']} dropped and created empty", markup=False)
+        data = client.post(f"/api/v1/environments/{env}/resources/reset")
+    if data["database"] is not None:
+        console.print(f"{env}: database {data['database']} dropped and created empty", markup=False)
+    if data["cache"] is not None:
+        cache = data["cache"]
+        console.print(
+            f"{env}: {cache['deleted_keys']} key(s) under {cache['key_prefix']} deleted", markup=False
+        )

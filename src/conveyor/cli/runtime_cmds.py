@@ -35,9 +35,11 @@ def deploy(
         print_json(result)
 
 
-def _replay(ctx: typer.Context, env: str, kind: str, wait: float, output: Output) -> None:
+def _replay(
+    ctx: typer.Context, env: str, kind: str, wait: float, output: Output, body: dict[str, Any] | None = None
+) -> None:
     with api(ctx) as client:
-        result = client.post(f"/api/v1/environments/{env}/{kind}")
+        result = client.post(f"/api/v1/environments/{env}/{kind}", json=body)
         if output is Output.table:
             console.print(
                 f"deployment {result['id']} ({kind}): {result['service']} {result['version']} → {env}"
@@ -53,9 +55,19 @@ def rollback(
     env: str = typer.Argument(..., help="environment"),
     wait: float = typer.Option(120.0, "--wait", help="seconds to wait for readiness (0: do not wait)"),
     output: Output = OutputOption,
+    override_schema: str | None = typer.Option(
+        None,
+        "--override-schema",
+        metavar="REASON",
+        help="go back although the older version cannot use the schema as later migrations left it (audited)",
+    ),
 ) -> None:
-    """Return an environment to its previous release (same artifact and configuration)."""
-    _replay(ctx, env, "rollback", wait, output)
+    """Return an environment to its previous release (same artifact and configuration).
+
+    Refused when later schema migrations changed what the older version uses; the error says what.
+    """
+    body = {"override_schema": override_schema} if override_schema else None
+    _replay(ctx, env, "rollback", wait, output, body)
 
 
 def redeploy(

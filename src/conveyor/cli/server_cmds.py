@@ -51,22 +51,27 @@ def up(
     time_scale()  # a bad CONVEYOR_TIME_SCALE is refused here, not in the background server's log
     load_keyring(settings.home, create=True)  # so is a malformed master key; a new home gets one
     extra_env: dict[str, str] = {}
+    agent: daemon.Starting | None = None
     if not no_agent:
         agent_pid = daemon.running_pid(settings, "agent")
         if agent_pid:
             console.print(f"agent already running (pid {agent_pid}) at {agent_url(settings.home)}")
-        else:
-            agent_pid, url = daemon.start(settings, host, agent_port, name="agent", ready_path="/healthz")
-            console.print(f"agent started (pid {agent_pid}) at {url}")
+        else:  # it starts while the store is prepared and the server starts: the two wait side by side
+            agent = daemon.launch(settings, host, agent_port, name="agent")
         extra_env["CONVEYOR_AGENT_URL"] = agent_url(settings.home)
     pid = daemon.running_pid(settings)
-    if pid:
-        console.print(f"server already running (pid {pid}) at {server_url(settings)}")
-        return
-    _migrate_if_empty(
-        settings
-    )  # a brand-new store has nothing to lose; an old one must be upgraded on purpose
-    pid, url = daemon.start(settings, host, port, extra_env=extra_env)
+    try:
+        if pid:
+            console.print(f"server already running (pid {pid}) at {server_url(settings)}")
+            return
+        # a brand-new store has nothing to lose; an old one must be upgraded on purpose
+        _migrate_if_empty(settings)
+        server = daemon.launch(settings, host, port, extra_env=extra_env)
+    finally:
+        if agent is not None:
+            agent_pid, url = daemon.wait_ready(settings, agent, ready_path="/healthz")
+            console.print(f"agent started (pid {agent_pid}) at {url}")
+    pid, url = daemon.wait_ready(settings, server)
     console.print(f"server started (pid {pid}) at {url}")
     console.print(f"logs: {settings.log_file}, {settings.home / 'agent.log'}")
     if settings.credentials_file.exists():

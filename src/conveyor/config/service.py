@@ -94,13 +94,9 @@ def resolution_and_refs(
     schema = spec.services[service].config_schema
     stored = overrides(session, environment)
     refs, missing = secrets.release_refs(session, spec, environment, service)
-    database = spec.environments[environment].resources.database
-    connection: dict[str, str] = {}
-    if database is not None and database.password_secret in refs:
-        # a provisioned database: libpq's variables, the login this password version opens
-        connection = resources.connection_settings(session, spec, environment, refs[database.password_secret])
-        if connection:
-            refs = {**refs, "PGPASSWORD": refs[database.password_secret]}
+    # provisioned resources: libpq's and Redis's variables, the login this password version opens
+    connection, linked_refs, origins = resources.release_settings(session, spec, environment, refs)
+    refs = {**refs, **linked_refs}
     layers = [
         Layer(
             "override",
@@ -124,7 +120,7 @@ def resolution_and_refs(
             "default",
             {**connection, **{key: s.default for key, s in schema.items() if s.default is not None}},
             {
-                **{key: "resources.database, provisioned by Conveyor" for key in connection},
+                **origins,
                 **{key: "conveyor.yaml config_schema default" for key in schema},
             },
         ),

@@ -22,17 +22,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.artifacts.service import blob_path, get_artifact
 from conveyor.audit.log import AuditContext
+from conveyor.audit.log import record as audit
+from conveyor.backups import service as backups
 from conveyor.clock import Clock, isoformat
 from conveyor.config.service import release_config
 from conveyor.deployments import service as deployments
 from conveyor.deployments.desired import config_sha256, recreate
 from conveyor.environments.service import applied_spec, lock_environment
 from conveyor.errors import ConveyorError, InvalidRequest, NotFound
+from conveyor.migrations import service as migrations
+from conveyor.migrations.runner import ChecksumChanged
 from conveyor.pipeline import gate_eval, gate_exec, gate_proc, records
 from conveyor.pipeline import service as promotions
 from conveyor.pipeline.decide import HOLDING_STATES, TERMINAL_STATES, Decision, Readiness, decide
@@ -47,7 +50,7 @@ from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.runtime.driver import RuntimeDriver
 from conveyor.spec import Spec
 from conveyor.store.db import Store
-from conveyor.store.tables import DatabaseResource, Deployment, GateRun, Promotion
+from conveyor.store.tables import Deployment, GateRun, Promotion
 
 log = logging.getLogger("conveyor.engine")
 
@@ -72,6 +75,8 @@ class EngineSettings:
     poll: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_POLL", 1.0))
     """How soon to look again at a running gate or a starting deployment."""
     lease: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_LEASE", 15.0))
+    backups: float = field(default_factory=lambda: _seconds("CONVEYOR_ENGINE_BACKUP_CHECK", 10.0))
+    """How often to look for scheduled backups that are due and backups that have expired."""
 
 
 class Engine:
@@ -93,6 +98,8 @@ class Engine:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._logins_checked_at: datetime | None = None
+        self._backups_checked_at: datetime | None = None
+        self._backup_thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -136,6 +143,7 @@ class Engine:
                 stepped += 1
         self._retire_due()
         self._retire_logins()
+        self._schedule_backups()
         return stepped
 
     # -- one step ---------------------------------------------------------------------------
@@ -418,6 +426,8 @@ class Engine:
 
     def _start_process_gate(self, row: Promotion, spec: Spec, gate: Any, run: GateRun) -> GateOutcome | None:
         """Start a load or chaos gate detached, against the new version through the router."""
+        if gate.type == "migration-rehearsal":
+            return self._start_rehearsal(row, spec, gate, run)
         url = self._router_url(row.environment)
         if url is None:
             return GateOutcome(
@@ -436,13 +446,47 @@ class Engine:
             "scale": time_scale(),
             "home": str(self.home),
         }
+        self._start_job(directory, job)
+        return None
+
+    def _start_rehearsal(self, row: Promotion, spec: Spec, gate: Any, run: GateRun) -> GateOutcome | None:
+        """Start the rehearsal of the release's pending migrations on a clone (ADR 0014)."""
+        declared = spec.services[row.service].migrations
+        if declared is None:
+            return GateOutcome("passed", f"{row.service} ships no schema migrations: nothing to rehearse")
+        source = gate.clone_from or row.environment
+        with self.store.read() as session:
+            database = resources.resource(session, source)
+        if database is None:
+            return GateOutcome(
+                "failed",
+                f"{source} has no provisioned database to clone for the rehearsal",
+                {"hint": f"run `conveyor resource provision {source}`"},
+            )
+        job = {
+            "kind": gate.type,
+            "gate": gate.model_dump(mode="json"),
+            "home": str(self.home),
+            "digest": row.digest,
+            "directory": declared.path,
+            "server": database.server,
+            "database": database.database,
+            "owner": database.owner_role,
+            "service": row.service,
+            "release": f"{row.service} {row.version}",
+            "lock_timeout_ms": declared.lock_timeout.milliseconds,
+            "statement_timeout_ms": declared.statement_timeout.milliseconds,
+        }
+        self._start_job(gate_exec.run_dir(self.home, run.id), job)
+        return None
+
+    def _start_job(self, directory: Path, job: dict[str, Any]) -> None:
         gate_proc.write_job(directory, job)
         variables = {"CONVEYOR_HOME": str(self.home)}
         if os.environ.get("CONVEYOR_AGENT_URL"):
             variables["CONVEYOR_AGENT_URL"] = os.environ["CONVEYOR_AGENT_URL"]
         command = shlex.join([sys.executable, "-m", "conveyor.pipeline.gate_proc", str(directory)])
         gate_exec.start_command(directory, command, self.home.parent, gate_exec.gate_environment(variables))
-        return None
 
     def _gate_variables(self, row: Promotion, run: GateRun) -> dict[str, str]:
         variables = {
@@ -583,6 +627,7 @@ class Engine:
         If the runtime refuses or cannot be reached, the deployment stays unfinished and the promotion
         keeps its state with the reason; the next step applies the same desired state again.
         """
+        self._migrate(promotion_id, planned)
         self._hand_to_runtime(promotion_id, planned.desired, "the change")
         now = self.clock.now()
         kill: list[int] = []
@@ -599,18 +644,76 @@ class Engine:
                 records.release_lease(row)
         self._kill(kill)
 
+    def _migrate(self, promotion_id: int, planned: deployments.PlannedDeployment) -> None:
+        """Run the release's pending schema migrations before its instances start (ADR 0014).
+
+        A refusal (it would break a running version, fails the lint, edits an applied file) or a
+        failing migration fails the promotion: nothing of it reached the runtime. A busy lock or an
+        unreachable server keeps the step, with the reason, and tries again.
+        """
+        with self.store.read() as session:
+            row = session.get(Promotion, promotion_id)
+            if row is None:
+                return
+            spec = deployments.current_spec(session)
+            service, version, environment = row.service, row.version, row.environment
+        declared = spec.services.get(service)
+        if declared is None or declared.migrations is None:
+            return
+        if version not in {v.version for v in planned.desired.versions}:
+            return  # a rollback: migrations never run backwards
+        try:
+            run = migrations.apply_for(self.store.read, self.home, spec, environment, service, version)
+        except ConveyorError as exc:
+            if exc.status in (409, 503) and not isinstance(
+                exc, migrations.MigrationRefused | ChecksumChanged
+            ):
+                self._hold(promotion_id, f"schema migrations did not run: {exc.detail}; retrying")
+            else:
+                self._fail_deploy(promotion_id, planned, f"schema migrations refused: {exc.detail}")
+            raise _Handled from None
+        if run is not None and run.applied:
+            with self.store.write() as session:
+                audit(
+                    session,
+                    ENGINE,
+                    "migrations.apply",
+                    now=self.clock.now(),
+                    environment=environment,
+                    target=f"artifact:{service}@{version}",
+                    details={"promotion": promotion_id, **run.to_json()},
+                )
+
+    def _hold(self, promotion_id: int, reason: str) -> None:
+        now = self.clock.now()
+        with self.store.write() as session:
+            row = self._locked(session, promotion_id)
+            if row is not None and records.holds_lease(row, self.owner, now):
+                row.reason = reason
+                row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
+                records.release_lease(row)
+
+    def _fail_deploy(self, promotion_id: int, planned: deployments.PlannedDeployment, reason: str) -> None:
+        """The deployment cannot be applied at all: record it failed, end its rollout, fail the promotion."""
+        now = self.clock.now()
+        kill: list[int] = []
+        with self.store.write() as session:
+            row = self._locked(session, promotion_id)
+            if row is None or not records.holds_lease(row, self.owner, now):
+                return
+            deployments.finish(session, ENGINE, planned.deployment_id, reason, now)
+            rollout = rollouts.rollout_of(session, promotion_id)
+            if rollout is not None:
+                reconcile.finish_aborted(session, ENGINE, rollout, reason, now)
+            kill = self._persist_in(session, row, Decision("failed", reason), now)
+        self._kill(kill)
+
     def _hand_to_runtime(self, promotion_id: int, desired: EnvironmentDesired, what: str) -> None:
         """Apply `desired`; on a refusal, record why on the promotion, retry later, and unwind (_Handled)."""
         try:
             self.driver.apply(desired)
         except ConveyorError as exc:
-            now = self.clock.now()
-            with self.store.write() as session:
-                row = self._locked(session, promotion_id)
-                if row is not None and records.holds_lease(row, self.owner, now):
-                    row.reason = f"the runtime did not take {what}: {exc.detail}; retrying"
-                    row.next_run_at = isoformat(now + RETRY_AFTER_ERROR)
-                    records.release_lease(row)
+            self._hold(promotion_id, f"the runtime did not take {what}: {exc.detail}; retrying")
             raise _Handled from None
 
     # -- rollouts -----------------------------------------------------------------------------
@@ -646,13 +749,13 @@ class Engine:
                     records.release_lease(row)
 
     def _retire_logins(self) -> None:
-        """Every few seconds: retire database logins whose old passwords no instance needs (ADR 0013)."""
+        """Every few seconds: retire logins and Redis passwords that no instance needs (ADR 0013, 0017)."""
         now = self.clock.now()
         if self._logins_checked_at is not None and (now - self._logins_checked_at).total_seconds() < 5:
             return
         self._logins_checked_at = now
         with self.store.read() as session:
-            environments = list(session.execute(select(DatabaseResource.environment)).scalars())
+            environments = resources.retiring_environments(session)
         for environment in environments:
             try:
                 with self.store.write() as session:
@@ -663,6 +766,29 @@ class Engine:
                 log.warning(
                     "%s: retiring an old database login failed: %s; retrying", environment, exc.detail
                 )
+
+    def _schedule_backups(self) -> None:
+        """Every few seconds: start due scheduled backups and prune expired ones (ADR 0016), in a thread
+        of its own so that a long pg_dump never holds up promotions."""
+        now = self.clock.now()
+        since = None if self._backups_checked_at is None else (now - self._backups_checked_at).total_seconds()
+        if since is not None and since < self.settings.backups:
+            return
+        if self._backup_thread is not None and self._backup_thread.is_alive():
+            return
+        self._backups_checked_at = now
+        self._backup_thread = threading.Thread(target=self.run_backups, name="conveyor-backups", daemon=True)
+        self._backup_thread.start()
+
+    def run_backups(self) -> list[str]:
+        """Take the due scheduled backups and prune expired ones now; returns what was done."""
+        try:
+            return backups.run_schedule(self.store, self.home, ENGINE, self.clock)
+        except ConveyorError as exc:  # no conveyor.yaml applied yet, the store briefly unavailable
+            log.debug("scheduled backups skipped: %s", exc.detail)
+        except Exception:  # the next round tries again; one bad environment must not stop the thread
+            log.exception("scheduled backups failed")
+        return []
 
     def _retire_due(self) -> None:
         """Move old versions kept after a switch on (hot → standby → removed) when their time is up."""

@@ -4,7 +4,7 @@ An environment with `promotion.require_signature` gets an implicit first gate, `
 
 `command` and `smoke` gates do I/O and run outside the transaction (see gate_exec), `load` and
 `chaos` in a process of their own (see gate_proc); the types that need the database and SLO work
-(slo, migration-rehearsal) say so plainly instead of passing.
+(slo) say so plainly instead of passing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from conveyor.spec import Spec
 from conveyor.store.tables import Promotion
 
 INLINE = frozenset({"previous-stage", "window", "scan", "tests", "signature"})
-NOT_YET = frozenset({"slo", "migration-rehearsal"})
+NOT_YET = frozenset({"slo"})
 # how long the implicit signature gate waits for a signature attached after registration
 SIGNATURE_GRACE = timedelta(minutes=10)
 

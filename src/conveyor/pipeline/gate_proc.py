@@ -1,5 +1,6 @@
-"""Load and chaos gates in a process of their own: `python -m conveyor.pipeline.gate_proc RUN_DIR`.
+"""Load, chaos and migration-rehearsal gates, each in a process of its own.
 
+`python -m conveyor.pipeline.gate_proc RUN_DIR` runs one.
 They run for minutes, so the engine starts them detached like command gates (gate_exec's wrapper
 records pid and exit status): a restarted server re-attaches instead of starting them twice, and
 cancelling a promotion stops them. The job comes from `RUN_DIR/job.json`; the verdict goes to
@@ -14,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conveyor.credentials import write_private
 from conveyor.pipeline.outcome import GateOutcome
 
-PROCESS_GATES = frozenset({"load", "chaos"})
+PROCESS_GATES = frozenset({"load", "chaos", "migration-rehearsal"})
 JOB = "job.json"
 OUTCOME = "outcome.json"
 
@@ -24,7 +26,7 @@ OUTCOME = "outcome.json"
 def write_job(directory: Path, job: dict[str, Any]) -> None:
     """Leave the job where the gate process will read it."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / JOB).write_text(json.dumps(job, sort_keys=True))
+    write_private(directory / JOB, json.dumps(job, sort_keys=True))  # it names database servers
 
 
 def read_outcome(directory: Path) -> GateOutcome | None:
@@ -37,7 +39,9 @@ def read_outcome(directory: Path) -> GateOutcome | None:
 
 
 def run_job(job: dict[str, Any]) -> GateOutcome:
-    """Run one load or chaos gate as `job` describes it."""
+    """Run one load, chaos or migration-rehearsal gate as `job` describes it."""
+    if job["kind"] == "migration-rehearsal":
+        return _rehearse(job)
     from conveyor.pipeline.gate_chaos import run_chaos
     from conveyor.pipeline.gate_load import run_load_gate
     from conveyor.runtime.local.client import LocalDriver
@@ -54,6 +58,25 @@ def run_job(job: dict[str, Any]) -> GateOutcome:
     # steady, modest traffic while things break: enough requests to judge the SLOs in a short window
     rps = 50.0
     return run_chaos(driver, job["environment"], version, url, gate, slos, scale, rps=rps)
+
+
+def _rehearse(job: dict[str, Any]) -> GateOutcome:
+    from conveyor.migrations.rehearsal import rehearse
+    from conveyor.migrations.service import bundle_migrations
+
+    migrations = bundle_migrations(Path(job["home"]), job["digest"], job["directory"])
+    return rehearse(
+        job["server"],
+        job["database"],
+        job["owner"],
+        migrations,
+        service=job["service"],
+        release=job["release"],
+        lock_timeout_ms=int(job["lock_timeout_ms"]),
+        statement_timeout_ms=int(job["statement_timeout_ms"]),
+        test_rollback=bool(job["gate"]["test_rollback"]),
+        integrity=job["gate"]["integrity"],
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -4,7 +4,6 @@ the login no running instance needs any more, and the connection settings releas
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,20 +13,22 @@ from sqlalchemy.orm import Session
 
 from conveyor.audit.log import AuditContext, record
 from conveyor.clock import isoformat
+from conveyor.deployments import running as deployments
 from conveyor.errors import Conflict, InvalidRequest, NotFound
-from conveyor.resources import postgres
-from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.resources import namespaces, postgres, sqlite_file
+from conveyor.rollout.policy import time_scale
 from conveyor.secrets import service as secrets
 from conveyor.secrets.crypto import Keyring
 from conveyor.spec import Spec
 from conveyor.spec.data import Database
 from conveyor.spec.vocabulary import LIVE_TIERS
-from conveyor.store.tables import DatabaseResource, Deployment, Rollout, SecretVersion
+from conveyor.store.tables import DatabaseResource, Deployment, SecretVersion
 
 BINDING = "postgres-login:"
 RETIRED = "postgres-login-retired:"
 GRACE_S = 10.0
-"""How long an environment stays settled after a release before the old login is retired."""
+"""How long an environment stays settled after a release before the old login is retired (scaled by
+CONVEYOR_TIME_SCALE, like every wait of a rollout)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ def check_not_retired(session: Session, refs: set[str]) -> None:
                 f"({row.binding.removeprefix(RETIRED)}) was retired after the password was rotated",
                 hint="release the running version again instead (it takes the current password)",
             )
+        if row is not None and row.binding is not None and row.binding.startswith(namespaces.RETIRED):
+            raise Conflict(
+                f"this release logs in to Redis with {ref.name} version {ref.version}, whose password "
+                "was removed from its ACL user after a rotation",
+                hint="release the running version again instead (it takes the current password)",
+            )
 
 
 def provision(
@@ -113,14 +120,14 @@ def provision(
 
 
 def is_bound(session: Session, spec: Spec, environment: str, name: str) -> bool:
-    """Whether `name` is the password of a provisioned database of `environment`."""
+    """Whether `name` is the password of a provisioned database or Redis namespace of `environment`."""
     database = spec.environments[environment].resources.database
     return (
         database is not None
         and database.engine == "postgres"
         and database.password_secret == name
         and resource(session, environment) is not None
-    )
+    ) or namespaces.is_bound(session, spec, environment, name)
 
 
 def _running_versions(session: Session, environment: str, name: str) -> set[int]:
@@ -129,29 +136,9 @@ def _running_versions(session: Session, environment: str, name: str) -> set[int]
     That is the current release, any deployment still being applied, and the stable release a
     rollout keeps running beside or after the new one (preview, progressing, hot, standby).
     """
-    desired_states: list[str] = []
-    current = session.execute(
-        select(Deployment.desired)
-        .where(Deployment.environment == environment, Deployment.state == "applied")
-        .order_by(Deployment.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    applying = session.execute(
-        select(Deployment.desired).where(
-            Deployment.environment == environment, Deployment.state == "applying"
-        )
-    ).scalars()
-    desired_states += [d for d in (current, *applying) if d]
-    keeping = session.execute(
-        select(Rollout.stable_desired).where(
-            Rollout.environment == environment,
-            Rollout.phase.in_(("preview", "progressing", "hot", "standby")),
-        )
-    ).scalars()
-    desired_states += [d for d in keeping if d]
     found: set[int] = set()
-    for text in desired_states:
-        for ref in EnvironmentDesired.from_json(json.loads(text)).secret_refs():
+    for desired in deployments.desired_in_use(session, environment):
+        for ref in desired.secret_refs():
             parsed = secrets.Ref.parse(ref)
             if (parsed.environment, parsed.name) == (environment, name):
                 found.add(parsed.version)
@@ -171,7 +158,11 @@ def bind(session: Session, spec: Spec, keyring: Keyring, environment: str, row: 
     """Set a new password version on the login no running release uses; returns that login.
 
     Runs inside the transaction that stores the version: when the server refuses, nothing is stored.
+    A Redis namespace's password is added to its ACL user instead (returns the user).
     """
+    cache = spec.environments[environment].resources.cache
+    if cache is not None and cache.namespace == "acl" and cache.password_secret == row.name:
+        return namespaces.bind(session, spec, keyring, environment, row)
     d = declared(spec, environment)
     in_use = _logins_in_use(session, environment, row.name)
     latest_login = next(
@@ -221,17 +212,29 @@ def connection_settings(
 def retire_unused(
     session: Session, ctx: AuditContext, spec: Spec, environment: str, now: datetime
 ) -> list[str]:
-    """Retire (NOLOGIN) each login whose password no release that may still run uses.
+    """Retire (NOLOGIN) each login, and remove from a Redis ACL user each password, that no release
+    that may still run uses.
 
     Only once the environment is settled: nothing deploying, verifying or rolling out, and the last
     release applied at least GRACE_S ago, so every instance that had the old password is gone.
     """
+    if environment not in spec.environments or not _settled(session, environment, now):
+        return []
+    cache = spec.environments[environment].resources.cache
+    removed = []
+    if cache is not None:
+        in_use = _running_versions(session, environment, cache.password_secret)
+        current = secrets.current(session, environment, cache.password_secret)
+        if current is not None:
+            in_use.add(current.version)  # the next release takes it
+        removed = namespaces.retire(session, ctx, spec, environment, in_use, now)
+    return sorted(_retire_logins(session, ctx, spec, environment, now) + removed)
+
+
+def _settled(session: Session, environment: str, now: datetime) -> bool:
+    """Nothing deploying, verifying or rolling out, and the last release applied GRACE_S ago or more."""
     from conveyor.store.tables import Promotion
 
-    row = resource(session, environment)
-    database = spec.environments[environment].resources.database if environment in spec.environments else None
-    if row is None or database is None or database.engine != "postgres":
-        return []
     moving = session.execute(
         select(Promotion.id).where(
             Promotion.environment == environment,
@@ -245,12 +248,24 @@ def retire_unused(
         .limit(1)
     ).scalar_one_or_none()
     if moving is not None or last is None or last.finished_at is None:
-        return []
+        return False
     finished = datetime.fromisoformat(last.finished_at.replace("Z", "+00:00"))
-    if (now - finished).total_seconds() < GRACE_S:
+    return (now - finished).total_seconds() >= GRACE_S * time_scale()
+
+
+def _retire_logins(
+    session: Session, ctx: AuditContext, spec: Spec, environment: str, now: datetime
+) -> list[str]:
+    row = resource(session, environment)
+    database = spec.environments[environment].resources.database
+    if row is None or database is None or database.engine != "postgres":
         return []
     name = database.password_secret
     in_use = _logins_in_use(session, environment, name)
+    # the newest version waits for the next release to take it: retiring it would refuse that release
+    current = login_of(secrets.current(session, environment, name))
+    if current is not None:
+        in_use.add(current)
     retired = []
     for version in secrets.versions(session, environment, name):
         login = login_of(version)
@@ -299,20 +314,34 @@ def show(session: Session, spec: Spec, environment: str) -> dict[str, Any]:
 
 
 def listing(session: Session, spec: Spec) -> list[dict[str, Any]]:
-    """Every environment's declared database and cache, and whether Conveyor provisioned it."""
+    """Every environment's declared database and cache, and whether Conveyor provisioned them.
+
+    Read from the store and the disk only (a cache in db-index mode has no record: null).
+    """
     rows = []
     for name, environment in spec.environments.items():
         database, cache = environment.resources.database, environment.resources.cache
-        provisioned = resource(session, name)
+        provisioned = resource(session, name) is not None
+        database_name = None
+        if database is not None and database.engine == "postgres":
+            database_name = postgres.names(spec.project, name, database.name).database
+        elif database is not None:
+            path = sqlite_file.path_of(name)
+            database_name, provisioned = str(path), path.exists()
+        d = namespaces.declared(spec, name)
+        cache_provisioned = None
+        if d is not None and d.acl:
+            versions = secrets.versions(session, name, d.spec.password_secret)
+            cache_provisioned = any(v.binding and v.binding.startswith(namespaces.BINDING) for v in versions)
         rows.append(
             {
                 "environment": name,
                 "database": None if database is None else database.engine,
-                "database_name": postgres.names(spec.project, name, database.name).database
-                if database is not None and database.engine == "postgres"
-                else None,
-                "provisioned": provisioned is not None,
+                "database_name": database_name,
+                "provisioned": provisioned,
                 "cache": None if cache is None else cache.engine,
+                "cache_namespace": None if d is None else (d.names.prefix if d.acl else f"db {d.spec.db}"),
+                "cache_provisioned": cache_provisioned,
             }
         )
     return rows
@@ -343,3 +372,162 @@ def reset(session: Session, ctx: AuditContext, spec: Spec, environment: str, now
         details={"database": d.names.database},
     )
     return show(session, spec, environment)
+
+
+# -- every resource of an environment: what `conveyor resource` shows, provisions and resets -------
+
+
+def release_settings(
+    session: Session, spec: Spec, environment: str, refs: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """What a release gets from the provisioned resources: settings, extra secret references, origins.
+
+    The extra references are PGPASSWORD and REDIS_PASSWORD: the same secret versions as the
+    passwords the logins were set with, so a login and its password always change in one release.
+    """
+    resources = spec.environments[environment].resources
+    settings: dict[str, str] = {}
+    extra: dict[str, str] = {}
+    origins: dict[str, str] = {}
+    database, cache = resources.database, resources.cache
+    if database is not None and database.engine == "postgres" and database.password_secret in refs:
+        found = connection_settings(session, spec, environment, refs[database.password_secret])
+        if found:
+            settings.update(found)
+            extra["PGPASSWORD"] = refs[database.password_secret]
+            origins.update(dict.fromkeys(found, "resources.database, provisioned by Conveyor"))
+    elif database is not None and database.engine == "sqlite":
+        path = sqlite_file.path_of(environment)
+        if path.exists():
+            found = {"DATABASE_URL": sqlite_file.url_of(path), "SQLITE_PATH": str(path)}
+            settings.update(found)
+            origins.update(dict.fromkeys(found, "resources.database (sqlite), provisioned by Conveyor"))
+    if cache is not None:
+        ref = refs.get(cache.password_secret)
+        found = namespaces.connection_settings(session, spec, environment, ref)
+        if found:
+            settings.update(found)
+            if ref is not None and "REDIS_USERNAME" in found:
+                extra["REDIS_PASSWORD"] = ref
+            origins.update(dict.fromkeys(found, "resources.cache, provisioned by Conveyor"))
+    return settings, extra, origins
+
+
+def _refuse_live(spec: Spec, environment: str, what: str) -> None:
+    tier = spec.environments[environment].tier
+    if tier in LIVE_TIERS:
+        raise Conflict(
+            f"{environment} is a {tier} environment: its {what} is never reset",
+            hint="restore a backup instead, or reset a non-production environment",
+        )
+
+
+def _nothing_declared(environment: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"{environment} declares no database and no cache",
+        hint=f"add resources: {{database: {{engine: postgres}}}} (or cache: {{engine: redis}}) "
+        f"under environments.{environment}",
+    )
+
+
+def show_all(session: Session, spec: Spec, environment: str) -> dict[str, Any]:
+    """The environment's database (PostgreSQL or SQLite) and cache, each as `show` describes it."""
+    spec.environment(environment)
+    database = spec.environments[environment].resources.database
+    d = namespaces.declared(spec, environment)
+    data: dict[str, Any] = {"environment": environment, "database": None, "cache": None}
+    if database is not None and database.engine == "postgres":
+        data["database"] = show(session, spec, environment)
+    elif database is not None:
+        path = sqlite_file.path_of(environment)
+        live = sqlite_file.describe(path)
+        data["database"] = {
+            "environment": environment,
+            "engine": "sqlite",
+            "path": str(path),
+            "url": sqlite_file.url_of(path),
+            "provisioned": live["exists"],
+            "live": live,
+        }
+    if d is not None:
+        data["cache"] = namespaces.show(session, spec, d)
+    return data
+
+
+def provision_all(
+    session: Session, ctx: AuditContext, spec: Spec, keyring: Keyring, environment: str, now: datetime
+) -> dict[str, Any]:
+    """Provision every resource the environment declares (idempotent): database or file, and cache."""
+    spec.environment(environment)
+    database = spec.environments[environment].resources.database
+    d = namespaces.declared(spec, environment)
+    if database is None and d is None:
+        raise _nothing_declared(environment)
+    if database is not None and database.engine == "postgres":
+        provision(session, ctx, spec, keyring, environment, now)
+    elif database is not None:
+        path = sqlite_file.path_of(environment)
+        done = sqlite_file.provision(path)
+        record(
+            session,
+            ctx,
+            "resource.provision",
+            now=now,
+            environment=environment,
+            target=f"sqlite:{path.name}",
+            details={"path": str(path), "created": done["created"]},
+        )
+    if d is not None:
+        namespaces.provision(session, ctx, spec, keyring, d, now)
+    return show_all(session, spec, environment)
+
+
+def reset_all(
+    session: Session, ctx: AuditContext, spec: Spec, environment: str, now: datetime
+) -> dict[str, Any]:
+    """Empty every resource of the environment: drop and recreate the database or file, delete the
+    namespace's keys; refused for production and dr."""
+    spec.environment(environment)
+    database = spec.environments[environment].resources.database
+    d = namespaces.declared(spec, environment)
+    _refuse_live(spec, environment, "database" if database is not None else "cache")
+    if database is None and d is None:
+        raise _nothing_declared(environment)
+    result: dict[str, Any] = {"environment": environment, "database": None, "cache": None}
+    if database is not None and database.engine == "postgres":
+        result["database"] = reset(session, ctx, spec, environment, now)["database"]
+    elif database is not None:
+        path = sqlite_file.path_of(environment)
+        if not path.exists():
+            raise NotFound(
+                f"{environment}'s SQLite file was never provisioned",
+                hint=f"`conveyor resource provision {environment}`",
+            )
+        sqlite_file.reset(path)
+        record(
+            session,
+            ctx,
+            "resource.reset",
+            now=now,
+            environment=environment,
+            target=f"sqlite:{path.name}",
+            details={"path": str(path)},
+        )
+        result["database"] = str(path)
+    if d is not None:
+        result["cache"] = {
+            "key_prefix": d.names.prefix,
+            "deleted_keys": namespaces.reset(session, ctx, d, now),
+        }
+    return result
+
+
+def retiring_environments(session: Session) -> list[str]:
+    """Environments with logins or Redis passwords that may need retiring: provisioned ones."""
+    found = set(session.execute(select(DatabaseResource.environment)).scalars())
+    found |= set(
+        session.execute(
+            select(SecretVersion.environment).where(SecretVersion.binding.startswith(namespaces.BINDING))
+        ).scalars()
+    )
+    return sorted(found)

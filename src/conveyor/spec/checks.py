@@ -20,7 +20,10 @@ def spec_issues(spec: Spec) -> list[Issue]:
         *_service_needs(spec),
         *_secret_sharing(spec),
         *_database_passwords(spec),
+        *_local_databases(spec),
+        *_cache_namespaces(spec),
         *_signature_needs(spec),
+        *_data_declarations(spec),
     ]
 
 
@@ -168,6 +171,67 @@ def _database_passwords(spec: Spec) -> list[Issue]:
     return issues
 
 
+def _local_databases(spec: Spec) -> list[Issue]:
+    """A SQLite file lives on the server's disk: for local development, never production or dr."""
+    issues: list[Issue] = []
+    for env_name, environment in spec.environments.items():
+        database = environment.resources.database
+        if database is not None and database.engine == "sqlite" and environment.tier in LIVE_TIERS:
+            issues.append(
+                Issue(
+                    ("environments", env_name, "resources", "database", "engine"),
+                    f"{env_name} is a {environment.tier} environment; a SQLite file is for local development",
+                    "use engine: postgres",
+                )
+            )
+    return issues
+
+
+def _cache_namespaces(spec: Spec) -> list[Issue]:
+    """An ACL namespace's password is its environment's own database-password, not the database's;
+    two environments never share a database index on one server."""
+    issues: list[Issue] = []
+    owners: dict[tuple[str | None, int], str] = {}
+    for env_name, environment in spec.environments.items():
+        cache = environment.resources.cache
+        if cache is None:
+            continue
+        where = ("environments", env_name, "resources", "cache")
+        if cache.namespace == "db-index" and cache.db is not None:
+            key = (cache.server, cache.db)
+            if key in owners:
+                issues.append(
+                    Issue(
+                        (*where, "db"),
+                        f"database {cache.db} is already the cache of environment '{owners[key]}'",
+                        "give each environment its own db",
+                    )
+                )
+            owners.setdefault(key, env_name)
+            continue
+        name = cache.password_secret
+        ref = environment.secrets.get(name)
+        database = environment.resources.database
+        # undeclared is allowed (a cache declared before Conveyor provisioned caches); provision asks
+        if ref is not None and (ref.kind != "database-password" or ref.from_environment is not None):
+            issues.append(
+                Issue(
+                    (*where, "password_secret"),
+                    f"{name} must be {env_name}'s own database-password secret",
+                    f"declare {name}: {{kind: database-password}} under environments.{env_name}.secrets",
+                )
+            )
+        elif database is not None and database.engine == "postgres" and database.password_secret == name:
+            issues.append(
+                Issue(
+                    (*where, "password_secret"),
+                    f"{name} is already the database's password",
+                    "give the cache its own secret, e.g. REDIS_PASSWORD",
+                )
+            )
+    return issues
+
+
 def _secret_sharing(spec: Spec) -> list[Issue]:
     """A secret used from another environment must be shared by it; live secrets stay in live tiers."""
     issues: list[Issue] = []
@@ -269,3 +333,22 @@ def _signature_needs(spec: Spec) -> list[Issue]:
         for name, environment in spec.environments.items()
         if environment.promotion.require_signature
     ]
+
+
+def _data_declarations(spec: Spec) -> list[Issue]:
+    """Services share each environment's database: two services may not rule one column differently."""
+    issues: list[Issue] = []
+    owners: dict[str, tuple[str, object]] = {}
+    for service_name, service in spec.services.items():
+        for column, rule in service.data.masking.items():
+            if column in owners and owners[column][1] != rule:
+                issues.append(
+                    Issue(
+                        ("services", service_name, "data", "masking", column),
+                        f"{column} is masked differently by services "
+                        f"'{owners[column][0]}' and '{service_name}'",
+                        "give the column one rule, in one service",
+                    )
+                )
+            owners.setdefault(column, (service_name, rule))
+    return issues

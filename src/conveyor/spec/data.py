@@ -1,14 +1,23 @@
-"""What an environment keeps: its data policy, backing resources, backups and recovery objectives."""
+"""What an environment keeps: its data policy, backing resources, backups and recovery objectives;
+and what a service's tables hold: personal columns, masking rules and subsetting (`ServiceData`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
-from conveyor.spec.fields import Issue, Label, SpecModel, Text, environment_ref, raise_issues
+from conveyor.spec.fields import Issue, Label, SpecModel, Text, environment_ref, invalid, raise_issues
 from conveyor.spec.types import Duration, Size
-from conveyor.spec.vocabulary import CacheEngine, CacheMode, DatabaseEngine, DataPolicyName, RecoveryMethod
+from conveyor.spec.vocabulary import (
+    CacheEngine,
+    CacheMode,
+    CacheNamespace,
+    DatabaseEngine,
+    DataPolicyName,
+    RecoveryMethod,
+)
 
 
 class DataPolicy(SpecModel):
@@ -107,6 +116,59 @@ class Cache(SpecModel):
     """Only `redis` for now."""
     mode: CacheMode = "single"
     """`single` node, `replicated` with failover, or `cluster`."""
+    server: Text | None = None
+    """Redis server to provision on, as a URL without a password (null: CONVEYOR_REDIS_URL, else
+    redis://127.0.0.1:6379)."""
+    namespace: CacheNamespace = "acl"
+    """`acl`: a user of its own that may only use keys and channels under PROJECT:ENVIRONMENT:;
+    `db-index`: a database number of its own and no user (no isolation from other apps; local use)."""
+    db: Annotated[int, Field(ge=1, le=1023)] | None = None
+    """With `namespace: db-index`: the database number the environment owns."""
+    password_secret: Text = "REDIS_PASSWORD"
+    """With `namespace: acl`: the environment's database-password secret the ACL user's password is."""
+
+    @model_validator(mode="after")
+    def _namespace_fits(self) -> Cache:
+        issues: list[Issue] = []
+        if self.namespace == "db-index" and self.db is None:
+            issues.append(
+                Issue(("db",), "db-index needs a database number", "set db: 1 (or any free number)")
+            )
+        if self.namespace == "acl" and self.db is not None:
+            issues.append(
+                Issue(
+                    ("db",), "db only applies to namespace: db-index", "remove db, or use namespace: db-index"
+                )
+            )
+        if self.server is not None:
+            problem = redis_url_problem(self.server)
+            if problem:
+                issues.append(
+                    Issue(
+                        ("server",),
+                        problem,
+                        "redis://[USER@]HOST:PORT; the admin password comes from CONVEYOR_REDIS_PASSWORD "
+                        "of the server process",
+                    )
+                )
+        raise_issues(issues)
+        return self
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why `url` cannot name a Redis server to provision on (None when it can)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return f"'{parts.scheme or url}' is not a Redis URL (redis:// or rediss://)"
+    if parts.password:
+        return "a password never goes in conveyor.yaml"
+    if not parts.hostname:
+        return "the URL names no host"
+    if parts.path.strip("/") or parts.query:
+        return "the URL names a server only (no database number or options)"
+    return None
 
 
 class Resources(SpecModel):
@@ -173,3 +235,175 @@ class Recovery(SpecModel):
             )
         raise_issues(issues)
         return self
+
+
+def _column_ref(value: str) -> str:
+    from conveyor.data.rules import REF_RULE, ColumnRef
+
+    try:
+        ColumnRef.parse(value)
+    except Exception:
+        raise invalid(f"'{value}' is not a column reference", REF_RULE) from None
+    return value
+
+
+_TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+
+
+def _table_ref(value: str) -> str:
+    if not _TABLE_RE.fullmatch(value):
+        raise invalid(f"'{value}' is not a table name", "write table or schema.table (letters, digits, '_')")
+    return value
+
+
+def _masking_rule(value: Any) -> Any:
+    from conveyor.data.rules import parse_transform
+    from conveyor.errors import InvalidRequest
+
+    try:
+        parse_transform(value)
+    except InvalidRequest as error:
+        raise invalid(error.detail, error.hint) from None
+    return value
+
+
+ColumnName = Annotated[str, AfterValidator(_column_ref), Label("table.column")]
+TableName = Annotated[str, AfterValidator(_table_ref), Label("table")]
+MaskingRule = Annotated[
+    Any,
+    AfterValidator(_masking_rule),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "object"}]}),
+    Label("masking rule"),
+]
+
+
+def _where(value: str) -> str:
+    from conveyor.data.subset import where_problem
+
+    problem = where_problem(value)
+    if problem is not None:
+        raise invalid(
+            problem, "write one SQL condition over the table's columns, e.g. created_at > '2025-01-01'"
+        )
+    return value
+
+
+SqlCondition = Annotated[str, AfterValidator(_where), Label("SQL condition")]
+
+
+class SubsetRule(SpecModel):
+    """Which rows of a table a masked clone keeps; rows that kept rows reference are always kept too."""
+
+    shorthand: ClassVar[tuple[dict[str, Any], str] | None] = (
+        {"type": "string"},
+        "`10%` is short for `{percent: 10}`; any other text is short for `{where: TEXT}`",
+    )
+
+    where: SqlCondition | None = None
+    """SQL condition over the table's columns (no `WHERE`), evaluated in the source database."""
+    percent: Annotated[float, Field(gt=0, le=100)] | None = None
+    """Share of the rows to keep, picked by a hash of the primary key (the same rows in every clone)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_means_rule(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            text = data.strip()
+            if text.endswith("%"):
+                try:
+                    return {"percent": float(text[:-1])}
+                except ValueError:
+                    return {"where": data}
+            return {"where": data}
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("percent"), int)
+            and not isinstance(data.get("percent"), bool)
+        ):
+            return {**data, "percent": float(data["percent"])}
+        return data
+
+    @model_validator(mode="after")
+    def _something(self) -> SubsetRule:
+        if self.where is None and self.percent is None:
+            raise_issues(
+                [Issue(("where",), "a subset rule needs where or percent", "e.g. {percent: 10}", at_key=True)]
+            )
+        return self
+
+
+class ServiceData(SpecModel):
+    """What the service's tables hold: personal columns, how masked clones mask them, which rows they keep.
+
+    Every environment's database holds the tables of every service; a masked clone applies the
+    rules of all services together.
+    """
+
+    pii: list[ColumnName] = Field(default_factory=list)
+    """Columns that hold personal data (`table.column`); each needs a masking rule."""
+    masking: dict[ColumnName, MaskingRule] = Field(default_factory=dict)
+    """Masking rule per column: a transform's name (`email`, `hash`, `constant:n/a`) or a mapping
+    (`{transform: card_number, keep_last: 4}`); see the data guide for every transform."""
+    not_sensitive: list[ColumnName] = Field(default_factory=list)
+    """Columns reviewed and found to hold nothing personal: copied unchanged by masked clones."""
+    subset: dict[TableName, SubsetRule] = Field(default_factory=dict)
+    """Rows a masked clone keeps, per table (`10%` or a SQL condition); rows that kept rows
+    reference are kept as well, so every foreign key of the clone holds."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceData:
+        from conveyor.data.rules import Column as SchemaColumn
+        from conveyor.data.rules import ColumnRef, parse_transform, suggested_rule
+
+        issues: list[Issue] = []
+        masked = {ColumnRef.parse(key): key for key in self.masking}
+        for index, name in enumerate(self.pii):
+            ref = ColumnRef.parse(name)
+            if ref not in masked:
+                example = suggested_rule(SchemaColumn(ref.column))
+                issues.append(
+                    Issue(
+                        ("pii", index),
+                        f"{name} is declared PII and has no masking rule: a clone would copy it unmasked",
+                        f"add it under masking, e.g. {name}: {example}",
+                    )
+                )
+            elif not parse_transform(self.masking[masked[ref]]).kind.masks:
+                issues.append(
+                    Issue(
+                        ("masking", masked[ref]),
+                        f"{name} is declared PII and its rule is keep: real values would leave the source",
+                        f"mask it, e.g. {name}: {suggested_rule(SchemaColumn(ref.column))}",
+                    )
+                )
+        personal = {ColumnRef.parse(name) for name in self.pii}
+        for index, name in enumerate(self.not_sensitive):
+            ref = ColumnRef.parse(name)
+            if ref in masked:
+                issues.append(
+                    Issue(
+                        ("not_sensitive", index),
+                        f"{name} has a masking rule and is also marked not sensitive",
+                        "keep one: drop it from not_sensitive, or drop its masking rule",
+                    )
+                )
+            elif ref in personal:
+                issues.append(
+                    Issue(
+                        ("not_sensitive", index),
+                        f"{name} is declared PII and also marked not sensitive",
+                        "drop it from not_sensitive",
+                    )
+                )
+        for field, names in (("pii", self.pii), ("not_sensitive", self.not_sensitive)):
+            seen: set[str] = set()
+            for index, name in enumerate(names):
+                if name in seen:
+                    issues.append(Issue((field, index), f"{name} is listed twice", "list each column once"))
+                seen.add(name)
+        raise_issues(issues)
+        return self
+
+    def reviewed(self) -> set[str]:
+        """Every column this declaration says something about: masked or marked not sensitive."""
+        return {*self.masking, *self.not_sensitive}

@@ -178,6 +178,16 @@ class Spec(SpecModel):
             )
         return found
 
+    def service(self, name: str) -> Service:
+        """The service `name`; NotFound naming the declared ones (or the close match)."""
+        found = self.services.get(name)
+        if found is None:
+            raise NotFound(
+                f"service '{name}' is not in the applied conveyor.yaml",
+                hint=did_you_mean(name, self.services, "services"),
+            )
+        return found
+
     def pipeline_order(self) -> list[str]:
         """Environment names of the pipeline stages, first to last."""
         return [stage.environment for stage in self.pipeline.stages]

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, WithJsonSchema, model_validator
 
+from conveyor.spec.data import ServiceData
 from conveyor.spec.fields import Issue, Label, SpecModel, Text, invalid, raise_issues
+from conveyor.spec.migrations import Migrations
 from conveyor.spec.settings import ConfigName, ConfigSetting, SecretName
 from conveyor.spec.types import Duration, show
 
@@ -91,8 +93,10 @@ class Service(SpecModel):
     """Settings the service reads; environments' `config` values are checked against them."""
     secrets: list[SecretName] = Field(default_factory=list)
     """Secrets the service needs; every environment must declare them under `secrets`."""
-    migrations: Text | None = None
-    """Directory of the service's database schema migrations, relative to conveyor.yaml."""
+    migrations: Migrations | None = None
+    """Schema migrations shipped in the artifact and run before its instances start (ADR 0014)."""
+    data: ServiceData = ServiceData()
+    """Personal columns of the service's tables, their masking rules and subsetting (masked clones)."""
 
     _name: str = PrivateAttr(default="")
 

@@ -38,6 +38,9 @@ CACHE_ENGINES: tuple[str, ...] = get_args(CacheEngine)
 CacheMode = Literal["single", "replicated", "cluster"]
 CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 
+CacheNamespace = Literal["acl", "db-index"]
+CACHE_NAMESPACES: tuple[str, ...] = get_args(CacheNamespace)
+
 RecoveryMethod = Literal["rebuild", "restore-backup", "failover"]
 RECOVERY_METHODS: tuple[str, ...] = get_args(RecoveryMethod)
 

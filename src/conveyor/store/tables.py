@@ -382,3 +382,61 @@ class DatabaseResource(Base):
     owner_role: Mapped[str] = mapped_column(String(63))
     provisioned_by: Mapped[str] = mapped_column(String(64))
     provisioned_at: Mapped[str] = mapped_column(String(32))
+
+
+class Backup(Base):
+    """One pg_dump of an environment's database: file, checksum, row counts of its snapshot (ADR 0016)."""
+
+    __tablename__ = "backups"
+    __table_args__ = (Index("ix_backups_environment", "environment", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64))
+    server: Mapped[str] = mapped_column(Text)  # URL without a password
+    database: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    trigger: Mapped[str] = mapped_column(String(16))  # manual | scheduled | pre-restore
+    file: Mapped[str | None] = mapped_column(Text, default=None)  # relative to the server's home
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    tables: Mapped[str | None] = mapped_column(Text, default=None)  # JSON {schema.table: rows}
+    constraints: Mapped[str | None] = mapped_column(Text, default=None)  # JSON {schema.table.name: validated}
+    server_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[str] = mapped_column(String(32))
+    heartbeat_at: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class RestoreRun(Base):
+    """A restore of a backup into an environment, or a drill into a throwaway database (ADR 0016)."""
+
+    __tablename__ = "restore_runs"
+    __table_args__ = (Index("ix_restore_runs_environment", "environment", "kind", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # restore | drill
+    backup_id: Mapped[int] = mapped_column(Integer)  # no foreign key: history outlives pruned backups
+    source_environment: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str] = mapped_column(String(64))  # the target (a drill's: the backup's own)
+    server: Mapped[str] = mapped_column(Text)
+    database: Mapped[str] = mapped_column(String(63))
+    scratch_database: Mapped[str | None] = mapped_column(String(63), default=None)
+    state: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    safety_backup_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    sessions_ended: Mapped[int | None] = mapped_column(Integer, default=None)
+    restore_s: Mapped[float | None] = mapped_column(Float, default=None)
+    rto_s: Mapped[float | None] = mapped_column(Float, default=None)
+    rto_met: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    backup_age_s: Mapped[float | None] = mapped_column(Float, default=None)
+    rpo_s: Mapped[float | None] = mapped_column(Float, default=None)
+    rpo_met: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    checks: Mapped[str | None] = mapped_column(Text, default=None)  # JSON: what was verified
+    created_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[str] = mapped_column(String(32))
+    heartbeat_at: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[str | None] = mapped_column(String(32), default=None)
+    duration_s: Mapped[float | None] = mapped_column(Float, default=None)

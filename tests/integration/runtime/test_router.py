@@ -369,9 +369,13 @@ class TestNoDroppedRequests:
             time.sleep(0.2)
             router.update(new)
             assert httpx.get(router.url, timeout=10).json()["version"] == "blue"
+            # what the supervisor waits on before it stops an instance that left the routes
+            assert router.call(router.router.in_flight, slow.endpoint) == 1
+            assert router.call(router.router.in_flight, blue.endpoint) == 0
             response = in_flight.result()
         assert response.status_code == 200
         assert response.json()["version"] == response.headers["x-conveyor-version"] == "slow"
+        assert router.call(router.router.in_flight, slow.endpoint) == 0
 
 
 class TestInstanceKilled:

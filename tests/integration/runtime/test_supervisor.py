@@ -491,3 +491,37 @@ def test_a_changed_instance_serves_until_its_replacement_is_ready(tmp_path: Path
             )
 
     asyncio.run(scenario())
+
+
+def test_an_instance_leaving_the_routes_answers_its_requests_in_flight_before_sigterm(tmp_path: Path) -> None:
+    """Connection draining: the router reports what is in flight; SIGTERM waits for it, up to a limit."""
+    in_flight: dict[int, int] = {}
+
+    async def scenario() -> None:
+        options = {"in_flight": lambda port: in_flight.get(port, 0), "drain_timeout": 1.5}
+        async with supervising(tmp_path, **options) as supervisor:
+            key = "dev/shop/1.0.0/0"
+            await supervisor.apply([spec()])
+            await until("ready", state_is(supervisor, key, InstanceState.READY))
+            first = status(supervisor, key)
+            in_flight[first.port or 0] = 1
+            await supervisor.apply([])
+            await asyncio.sleep(0.5)
+            draining = status(supervisor, key)
+            assert running(first.pid or 0), "stopped with a request in flight"
+            assert draining.state is InstanceState.STOPPING and draining.reason.startswith("draining")
+            in_flight[first.port or 0] = 0
+            took = await until("stopped once nothing is in flight", lambda: not running(first.pid or 0), 5)
+            assert took < 1.0  # at once, not at the drain limit
+
+            # a request that never ends does not keep the instance forever
+            await supervisor.apply([spec()])
+            await until("ready again", state_is(supervisor, key, InstanceState.READY))
+            second = status(supervisor, key)
+            in_flight[second.port or 0] = 1
+            began = time.monotonic()
+            await supervisor.apply([])
+            await until("stopped at the drain limit", lambda: not running(second.pid or 0), 10)
+            assert time.monotonic() - began >= 1.4
+
+    asyncio.run(scenario())

@@ -19,6 +19,7 @@ from conveyor.api.deps import (
 )
 from conveyor.deployments.service import current_spec
 from conveyor.errors import ConveyorError, InvalidRequest, NotFound
+from conveyor.migrations import service as migrations
 from conveyor.pipeline import gate_exec, records
 from conveyor.pipeline import service as promotions
 from conveyor.pipeline.decide import STATES, TERMINAL_STATES, decide
@@ -95,6 +96,13 @@ def promote(
     name: str, body: PromoteRequest, state: StateDep, principal: PrincipalDep, ctx: AuditDep
 ) -> dict[str, Any]:
     """Ask to move SERVICE VERSION into the environment through its gates, approvals and window."""
+    with state.store.read() as session:
+        spec = current_spec(session)
+        if name in spec.environments and body.service in spec.services:
+            # lint and the expand/contract check before anything is recorded (ADR 0014)
+            migrations.refuse(
+                migrations.plan(session, state.settings.home, spec, name, body.service, body.version)
+            )
     with state.store.write() as session:
         row = promotions.request(session, ctx, principal, body.service, body.version, name, state.clock.now())
         data = public(row)

@@ -1,4 +1,4 @@
-"""Backing resources: the PostgreSQL database each environment declares, provisioned by Conveyor."""
+"""Backing resources: the database (PostgreSQL or SQLite) and Redis namespace each environment declares."""
 
 from __future__ import annotations
 
@@ -19,6 +19,32 @@ def list_resources(state: StateDep) -> dict[str, Any]:
     """Each environment's declared database and cache, and whether Conveyor provisioned the database."""
     with state.store.read() as session:
         return {"resources": resources.listing(session, current_spec(session))}
+
+
+@router.get("/api/v1/environments/{name}/resources", **guarded("environments:read"))
+def show_resources(name: str, state: StateDep) -> dict[str, Any]:
+    """The environment's database and cache: names, server, and what the servers report now."""
+    with state.store.read() as session:
+        get_environment(session, name)
+        return resources.show_all(session, current_spec(session), name)
+
+
+@router.post("/api/v1/environments/{name}/resources/provision", **guarded_environment("deploy"))
+def provision_resources(name: str, state: StateDep, ctx: AuditDep) -> dict[str, Any]:
+    """Provision every declared resource (idempotent): the database or SQLite file, the Redis namespace."""
+    with state.store.write() as session:
+        get_environment(session, name)
+        return resources.provision_all(
+            session, ctx, current_spec(session), state.keyring, name, state.clock.now()
+        )
+
+
+@router.post("/api/v1/environments/{name}/resources/reset", **guarded_environment("deploy"))
+def reset_resources(name: str, state: StateDep, ctx: AuditDep) -> dict[str, Any]:
+    """Empty every resource: recreate the database or file, delete the namespace's keys; not production."""
+    with state.store.write() as session:
+        get_environment(session, name)
+        return resources.reset_all(session, ctx, current_spec(session), name, state.clock.now())
 
 
 @router.get("/api/v1/environments/{name}/resources/database", **guarded("environments:read"))

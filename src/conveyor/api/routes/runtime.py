@@ -14,11 +14,22 @@ from conveyor.api.deps import AuditDep, PrincipalDep, StateDep, guarded, guarded
 from conveyor.audit.log import record
 from conveyor.deployments import service as deployments
 from conveyor.environments.service import get_environment
-from conveyor.errors import ConveyorError, NotFound
+from conveyor.errors import Conflict, ConveyorError, NotFound
+from conveyor.migrations import service as migrations
 from conveyor.runtime.desired import EnvironmentDesired, FaultPolicy
 from conveyor.store.tables import Deployment
 
 router = APIRouter(tags=["runtime"])
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    override_schema: str | None = Field(
+        None,
+        min_length=3,
+        max_length=500,
+        description="go back although the older version cannot use the schema as it is now (audited)",
+    )
 
 
 class DeployRequest(BaseModel):
@@ -55,14 +66,60 @@ def deploy(
         planned = deployments.begin(
             session, ctx, principal, root, name, body.service, body.version, state.clock.now()
         )
+        spec = deployments.current_spec(session)
+    try:  # its schema migrations run first, checked like a promotion's (ADR 0014)
+        migrations.apply_for(state.store.read, state.settings.home, spec, name, body.service, body.version)
+    except Exception as exc:  # the deployment never stays "applying" behind a failed migration step
+        why = (
+            exc.detail
+            if isinstance(exc, ConveyorError)
+            else f"schema migrations failed: {type(exc).__name__}"
+        )
+        with state.store.write() as session:
+            deployments.finish(session, ctx, planned.deployment_id, why, state.clock.now())
+        raise
     return _apply(state, ctx, planned)
 
 
 @router.post("/api/v1/environments/{name}/rollback", **guarded_environment("deploy"))
-def rollback(name: str, state: StateDep, principal: PrincipalDep, ctx: AuditDep) -> dict[str, Any]:
-    """Return the environment to its previous release: the same artifact and configuration snapshot."""
+def rollback(
+    name: str, state: StateDep, principal: PrincipalDep, ctx: AuditDep, body: RollbackRequest | None = None
+) -> dict[str, Any]:
+    """Return the environment to its previous release: the same artifact and configuration snapshot.
+
+    Refused when the older version cannot run against the schema later migrations left (ADR 0014),
+    unless `override_schema` gives a reason, which is audited.
+    """
     with state.store.write() as session:
-        planned = deployments.replay(session, ctx, principal, name, "rollback", state.clock.now())
+        now = state.clock.now()
+        planned = deployments.replay(session, ctx, principal, name, "rollback", now)
+        desired = planned.desired
+        for v in desired.versions:
+            problems = migrations.rollback_refusal(
+                session,
+                state.settings.home,
+                deployments.current_spec(session),
+                name,
+                desired.service,
+                v.version,
+            )
+            if problems and (body is None or body.override_schema is None):
+                raise Conflict(
+                    f"{desired.service} {v.version} cannot run against {name}'s schema as it is now: "
+                    + "; ".join(problems),
+                    hint="roll forward with a fix, or pass --override-schema REASON to go back anyway",
+                    rule="schema-rollback",
+                )
+            if problems and body is not None:
+                record(
+                    session,
+                    ctx,
+                    "rollback.schema_override",
+                    now=now,
+                    environment=name,
+                    target=f"artifact:{desired.service}@{v.version}",
+                    details={"problems": problems, "reason": body.override_schema},
+                )
     return _apply(state, ctx, planned)
 
 

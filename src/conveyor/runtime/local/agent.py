@@ -21,6 +21,7 @@ from conveyor.errors import InvalidRequest, NotFound
 from conveyor.runtime.desired import EnvironmentDesired, VersionDesired
 from conveyor.runtime.local.bundle import unpack
 from conveyor.runtime.local.instance import HealthCheck, InstanceSpec
+from conveyor.runtime.local.instance_process import LOOPBACK
 from conveyor.runtime.local.metrics import MetricsRegistry
 from conveyor.runtime.local.router import Router
 from conveyor.runtime.local.split import Backend, Fault, RouteTable
@@ -47,7 +48,9 @@ class Agent:
         self.bundle_dir = self.state_dir / "bundles"
         self.router_host = router_host
         self.metrics = MetricsRegistry()
-        self.supervisor = Supervisor(self.state_dir / "logs", tick=tick, on_change=self._push_tables)
+        self.supervisor = Supervisor(
+            self.state_dir / "logs", tick=tick, on_change=self._push_tables, in_flight=self._in_flight
+        )
         self.routers: dict[str, Router] = {}
         self.desired: dict[str, EnvironmentDesired] = {}
         self.workdirs: dict[str, Path] = {}
@@ -277,6 +280,10 @@ class Agent:
             desired = self.desired.get(name)
             if desired is not None:
                 router.update(self._table(desired))
+
+    def _in_flight(self, port: int) -> int:
+        endpoint = (LOOPBACK, port)
+        return sum(router.in_flight(endpoint) for router in self.routers.values())
 
     def observe(self, environment: str | None = None) -> dict[str, Any]:
         """Desired and actual state: instances, router port and weights, errors."""

@@ -164,6 +164,14 @@ class Router:
                 upstream.closed = True
                 upstream.transport.close()
 
+    def in_flight(self, endpoint: Endpoint) -> int:
+        """Requests sent (or being sent) to `endpoint` whose response is not complete yet."""
+        return sum(
+            1
+            for client in self._clients
+            if (ex := client.current) is not None and not ex.done and ex.endpoint == endpoint
+        )
+
     # choosing where a request goes
 
     def _dispatch(self, client: ClientConnection, ex: Exchange) -> None:

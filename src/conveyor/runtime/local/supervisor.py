@@ -64,6 +64,8 @@ class _Instance:
         self.retiring = False
         self.replaced = False
         """Still serving while an instance with a changed spec starts in its place (never restarted)."""
+        self.drain_until: float | None = None
+        """Out of the routes and waiting for its requests in flight to finish, until this time at most."""
 
     @property
     def alive(self) -> bool:
@@ -109,6 +111,8 @@ class Supervisor:
         stop_grace: float = 10.0,
         startup_check_interval: float = 0.2,
         pid_file: Path | None = None,
+        in_flight: Callable[[int], int] | None = None,
+        drain_timeout: float = 30.0,
     ) -> None:
         self.log_dir = log_dir
         self.pid_file = pid_file or log_dir / "instances.json"
@@ -122,6 +126,9 @@ class Supervisor:
         self._backoff = backoff or BackoffPolicy()
         self._stop_grace = stop_grace
         self._startup_check = startup_check_interval
+        self._in_flight = in_flight
+        """Requests in flight to the instance on a port; with it, a serving instance drains before SIGTERM."""
+        self._drain_timeout = drain_timeout
         self._instances: dict[str, _Instance] = {}
         self._retiring: list[_Instance] = []
         self._replaced: dict[str, _Instance] = {}
@@ -334,6 +341,7 @@ class Supervisor:
                 inst = _Instance(spec, self._log_for(spec))
                 self._instances[key] = inst
                 await self._spawn(inst, now)
+        self._notify()  # routes leave retired instances before their requests in flight are counted
 
     def _hand_over(self, now: float) -> None:
         """Retire each replaced instance once its replacement is ready, has failed, or it stopped serving."""
@@ -377,13 +385,22 @@ class Supervisor:
 
     def _retire(self, inst: _Instance, now: float) -> None:
         inst.retiring = True
-        if inst.alive:
-            assert inst.run is not None
-            self._terminate(inst, inst.run, now, self._stop_grace, "stopping: no longer desired")
-            self._retiring.append(inst)
-        else:
+        if not inst.alive:
             inst.state = InstanceState.STOPPED
             inst.reason = "stopped"
+            return
+        assert inst.run is not None
+        if self._in_flight is not None and inst.state is InstanceState.READY:
+            # It has been serving: the routes no longer send it requests, and SIGTERM waits until
+            # those it already has are answered (connection draining), so none is cut off midway.
+            inst.state = InstanceState.STOPPING
+            inst.reason = "draining: out of the routes, answering the requests it has"
+            inst.ready_since = None
+            inst.drain_until = now + self._drain_timeout
+            self._cancel_check(inst.run)
+        else:
+            self._terminate(inst, inst.run, now, self._stop_grace, "stopping: no longer desired")
+        self._retiring.append(inst)
 
     async def _step(self, inst: _Instance, now: float) -> None:
         run = inst.run
@@ -392,6 +409,11 @@ class Supervisor:
             if code is not None:
                 await self._reaped(inst, run, code, now)
             else:
+                if inst.drain_until is not None and (
+                    now >= inst.drain_until or not self._requests_in_flight(run)
+                ):
+                    inst.drain_until = None
+                    self._terminate(inst, run, now, self._stop_grace, "stopping: no longer desired")
                 if run.kill_at is not None and now >= run.kill_at:
                     log.warning("instance %s ignored SIGTERM; sending SIGKILL", inst.spec.key)
                     run.signal(signal.SIGKILL)
@@ -549,6 +571,15 @@ class Supervisor:
             inst.reason = f"unhealthy: {health.path}: {result.detail} ({inst.failures} checks in a row)"
         elif inst.state is InstanceState.UNHEALTHY:
             inst.reason = f"unhealthy: {health.path}: {result.detail} ({inst.failures} checks in a row)"
+
+    def _requests_in_flight(self, run: InstanceProcess) -> int:
+        if self._in_flight is None:
+            return 0
+        try:
+            return self._in_flight(run.port)
+        except Exception:
+            log.exception("counting the requests in flight failed; not waiting for them")
+            return 0
 
     def _cancel_check(self, run: InstanceProcess) -> None:
         if run.check is not None:

@@ -1,0 +1,1 @@
+"""Backups of each environment's PostgreSQL database, restores, and restore drills (ADR 0016)."""

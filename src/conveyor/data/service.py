@@ -1,0 +1,392 @@
+"""Data policies of environments: synthetic seeding and masked clones, as the API calls them.
+
+`seed` fills a `synthetic` environment's database; `clone` copies a `masked` environment's source
+through the masking pipeline; `check_clone` runs only the pre-flight. Each checks the environment's
+policy and tier first and refuses with the fix; the long database work runs outside any state-store
+transaction, and the outcome is audited (names and counts, never a value).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from conveyor.audit.log import AuditContext, record
+from conveyor.data import clone as cloning
+from conveyor.data.catalog import Catalog
+from conveyor.data.masking import Masker
+from conveyor.data.rules import (
+    Column,
+    ColumnRef,
+    MaskingRefused,
+    RuleSet,
+    parse_rules,
+    preflight,
+    report,
+    suggested_rule,
+)
+from conveyor.data.seeding import seed_database
+from conveyor.data.subset import SubsetPlan, SubsetRule, plan_subset
+from conveyor.errors import Conflict, InvalidRequest, NotFound
+from conveyor.resources import postgres
+from conveyor.resources import service as resources
+from conveyor.secrets import service as secrets
+from conveyor.secrets.crypto import Keyring
+from conveyor.spec import Spec
+from conveyor.spec.vocabulary import LIVE_TIERS
+
+MASKING_KEY = "MASKING_KEY"
+Sessions = Callable[[], AbstractContextManager[Session]]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What every service of conveyor.yaml says about its tables, merged."""
+
+    rules: RuleSet
+    pii: tuple[str, ...]
+    not_sensitive: tuple[str, ...]
+    subset: dict[str, SubsetRule]
+
+
+def declared(spec: Spec) -> Declared:
+    """The masking rules, PII, reviewed columns and subset rules of all services together."""
+    masking: dict[str, Any] = {}
+    pii: list[str] = []
+    not_sensitive: list[str] = []
+    subset: dict[str, SubsetRule] = {}
+    for service in spec.services.values():
+        data = service.data
+        masking.update(data.masking)
+        pii += data.pii
+        not_sensitive += data.not_sensitive
+        for table, rule in data.subset.items():
+            subset[table] = SubsetRule(rule.where, rule.percent)
+    return Declared(
+        parse_rules(masking), tuple(dict.fromkeys(pii)), tuple(dict.fromkeys(not_sensitive)), subset
+    )
+
+
+def _database_url(
+    session: Session, spec: Spec, environment: str, what: str
+) -> tuple[str, resources.Declared]:
+    d = resources.declared(spec, environment)
+    if resources.resource(session, environment) is None:
+        raise NotFound(
+            f"{environment}'s database was never provisioned, so there is nothing to {what}",
+            hint=f"`conveyor resource provision {environment}`",
+        )
+    return postgres.with_database(d.server, d.names.database), d
+
+
+def _tier(spec: Spec, environment: str) -> str:
+    return spec.environment(environment).tier
+
+
+MAX_SEED_ROWS = 1_000_000
+"""Rows per table a seed may ask for: the generator holds a table's rows in memory."""
+
+
+def seed(
+    sessions: Callable[[], Any],
+    ctx: AuditContext,
+    spec: Spec,
+    environment: str,
+    rows: int,
+    seed_value: int,
+    now: Callable[[], datetime],
+) -> dict[str, Any]:
+    """Replace the environment's rows with synthetic ones; refused unless its data policy is synthetic.
+
+    `sessions()` opens a state-store write session: one short one to find the database, the seed
+    itself runs outside any, and one short one records it (the store is never held for the run).
+    """
+    tier = _tier(spec, environment)
+    if tier in LIVE_TIERS:
+        raise Conflict(
+            f"{environment} is a {tier} environment: its data is never replaced by synthetic rows",
+            hint="seed a development, testing, staging or preview environment",
+        )
+    policy = spec.environments[environment].data.policy
+    if policy != "synthetic":
+        raise Conflict(
+            f"{environment}'s data policy is {policy}, so it is not seeded with synthetic rows",
+            hint=f"set environments.{environment}.data.policy: synthetic in conveyor.yaml, "
+            + (f"or refresh it with `conveyor data clone {spec.environments[environment].data.source} "
+               f"--to {environment}`" if policy == "masked" else "or seed another environment"),
+        )  # fmt: skip
+    if not 1 <= rows <= MAX_SEED_ROWS:
+        raise InvalidRequest(
+            f"--rows {rows} is out of range", hint=f"give 1 to {MAX_SEED_ROWS:,} rows per table"
+        )
+    with sessions() as session:
+        url, d = _database_url(session, spec, environment, "seed")
+    started = time.perf_counter()
+    result = seed_database(url, rows, seed_value)
+    seconds = round(time.perf_counter() - started, 3)
+    with sessions() as session:
+        record(
+            session,
+            ctx,
+            "data.seed",
+            now=now(),
+            environment=environment,
+            target=f"database:{d.names.database}",
+            details={
+                "rows_per_table": rows,
+                "seed": seed_value,
+                "tables": result["tables"],
+                "seconds": seconds,
+            },
+        )
+    return {
+        "environment": environment,
+        "database": d.names.database,
+        "seed": seed_value,
+        "rows_per_table": rows,
+        "tables": result["tables"],
+        "rows": result["rows"],
+        "seconds": seconds,
+    }
+
+
+@dataclass(frozen=True)
+class ClonePlan:
+    """A clone that passed every check the state store can answer: what to read, where to write, how."""
+
+    source: str
+    target: str
+    source_url: str
+    source_role: str
+    target_server: str
+    names: postgres.Names
+    declared: Declared
+    masker: Masker
+
+
+def _check_environments(
+    session: Session, spec: Spec, keyring: Keyring, source: str, target: str
+) -> ClonePlan:
+    spec.environment(source)
+    tier = _tier(spec, target)
+    if tier in LIVE_TIERS:
+        raise Conflict(
+            f"{target} is a {tier} environment: a masked clone never overwrites it",
+            hint="clone into a staging, testing, development or preview environment",
+        )
+    data = spec.environments[target].data
+    if data.policy != "masked":
+        raise Conflict(
+            f"{target}'s data policy is {data.policy}, not masked: it does not take copies of {source}",
+            hint=f"set environments.{target}.data: {{policy: masked, source: {source}}} in conveyor.yaml",
+        )
+    if data.source != source:
+        raise Conflict(
+            f"{target} takes its masked data from {data.source}, not from {source}",
+            hint=f"`conveyor data clone {data.source} --to {target}`, or change "
+            f"environments.{target}.data.source",
+        )
+    source_url, source_declared = _database_url(session, spec, source, "clone")
+    _, target_declared = _database_url(session, spec, target, "clone into")
+    return ClonePlan(
+        source,
+        target,
+        source_url,
+        source_declared.names.owner,
+        target_declared.server,
+        target_declared.names,
+        declared(spec),
+        Masker(_masking_key(session, spec, keyring, source)),
+    )
+
+
+def _masking_key(session: Session, spec: Spec, keyring: Keyring, source: str) -> str:
+    hint = (
+        f"declare {MASKING_KEY}: {{kind: token}} under environments.{source}.secrets, apply, then "
+        f"`conveyor secret set {source} {MASKING_KEY} --generate`"
+    )
+    if MASKING_KEY not in spec.environments[source].secrets:
+        raise Conflict(
+            f"{source} declares no {MASKING_KEY}: a masked clone is keyed by it (ADR 0012)", hint=hint
+        )
+    owner = secrets.source_of(spec, source, MASKING_KEY)
+    row = secrets.current(session, owner, MASKING_KEY)
+    if row is None:
+        raise Conflict(f"{source}'s {MASKING_KEY} has no value yet", hint=hint)
+    ref = str(secrets.Ref(owner, MASKING_KEY, row.version))
+    return secrets.values(session, keyring, {ref})[ref]
+
+
+def _preflight(plan: ClonePlan, catalog: Catalog) -> SubsetPlan:
+    found = preflight(catalog.for_rules(), plan.declared.rules, plan.declared.pii)
+    found.raise_for_problems()
+    return plan_subset(catalog, plan.declared.subset)
+
+
+def _unreviewed(plan: ClonePlan, catalog: Catalog) -> list[str]:
+    reviewed = {str(rule.column) for rule in plan.declared.rules} | set(plan.declared.not_sensitive)
+    return [
+        f"{table.ref}.{column.name}"
+        for table in catalog.tables
+        for column in table.columns
+        if f"{table.ref}.{column.name}" not in reviewed
+    ]
+
+
+_PERSONAL = re.compile(
+    r"e_?mail|phone|mobile|first_?name|last_?name|full_?name|surname|(^|_)name$|address|street|"
+    r"birth|dob|ssn|social|passport|national_id|tax_id|iban|card|account_number|(^|_)ip(_|$)|"
+    r"postcode|zip|salary|gender|password",
+    re.IGNORECASE,
+)
+
+
+def suspects(catalog: Catalog, unreviewed: list[str]) -> list[dict[str, str]]:
+    """Unreviewed columns whose names look personal, with a rule to start from, for a person to confirm."""
+    found = []
+    for ref in unreviewed:
+        table_ref, _, name = ref.rpartition(".")
+        table = catalog.table(table_ref)
+        column = table.column(name) if table else None
+        if column is not None and _PERSONAL.search(name):
+            rule = suggested_rule(Column(column.name, column.type, column.nullable))
+            found.append({"column": ref, "suggested_rule": rule})
+    return found
+
+
+def check_clone(session: Session, spec: Spec, keyring: Keyring, source: str, target: str) -> dict[str, Any]:
+    """The pre-flight of a masked clone, run against the source's schema now; changes nothing."""
+    plan = _check_environments(session, spec, keyring, source, target)
+    catalog = cloning.inspect(plan.source_url)
+    found = preflight(catalog.for_rules(), plan.declared.rules, plan.declared.pii)
+    subset_problem = None
+    if found.ok:
+        try:
+            plan_subset(catalog, plan.declared.subset)
+        except InvalidRequest as error:
+            subset_problem = {"message": error.detail, "fix": error.hint}
+    return {
+        "source": source,
+        "target": target,
+        "ok": found.ok and subset_problem is None,
+        "problems": [p.to_json() for p in found.problems] + ([subset_problem] if subset_problem else []),
+        "unreviewed_columns": _unreviewed(plan, catalog),
+        "suspected_pii": suspects(catalog, _unreviewed(plan, catalog)),
+        "key_fingerprint": plan.masker.fingerprint,
+    }
+
+
+def clone(
+    sessions: Sessions,
+    ctx: AuditContext,
+    spec: Spec,
+    keyring: Keyring,
+    source: str,
+    target: str,
+    now: Callable[[], datetime],
+) -> dict[str, Any]:
+    """Copy `source` into `target` through the masking rules; refused (audited) by the pre-flight.
+
+    `sessions` opens a write session of the state store; the clone itself runs between two of them.
+    """
+    with sessions() as session:
+        plan = _check_environments(session, spec, keyring, source, target)
+    started = time.perf_counter()
+    try:
+        catalog = cloning.inspect(plan.source_url)
+        _preflight(plan, catalog)  # refuse before anything is created
+        with cloning.exclusive(plan.target_server, plan.names.database):
+            name, built, catalog = cloning.build(
+                plan.source_url,
+                cloning.Target(plan.target_server, plan.names),
+                plan.declared.rules,
+                plan.masker,
+                lambda found: _preflight(plan, found),  # the snapshot's own catalog decides
+                subset_role=plan.source_role,
+            )
+            cloning.swap(plan.target_server, plan.names.database, name, plan.names.owner)
+    except (MaskingRefused, InvalidRequest, Conflict) as error:
+        with sessions() as session:
+            record(
+                session,
+                ctx,
+                "data.clone",
+                now=now(),
+                environment=target,
+                target=f"database:{plan.names.database}",
+                outcome="refused" if isinstance(error, MaskingRefused | InvalidRequest) else "failure",
+                details={"source": source, "reason": error.detail, **_problem_kinds(error)},
+            )
+        raise
+    seconds = round(time.perf_counter() - started, 3)
+    counts: dict[ColumnRef | str, int] = {k: v for k, v in built.column_counts().items()}
+    masking = report(plan.declared.rules, counts, plan.declared.pii, plan.masker.fingerprint)
+    result = {
+        "source": source,
+        "target": target,
+        "database": plan.names.database,
+        "rows": built.rows,
+        "tables": {t.table: t.rows for t in built.tables},
+        "subset": {
+            ref: {"rule": rule.describe(), "rows": built.subset_rows.get(ref)}
+            for ref, rule in plan.declared.subset.items()
+        },
+        "kept_by_reference": {
+            ref: count for ref, count in built.subset_rows.items() if ref not in plan.declared.subset
+        },
+        "seconds": seconds,
+        "phases": {k: round(v, 3) for k, v in built.seconds.items()},
+        "rows_per_second": round(built.rows / seconds) if seconds else None,
+        "unreviewed_columns": _unreviewed(plan, catalog),
+        "suspected_pii": suspects(catalog, _unreviewed(plan, catalog)),
+        "report": masking.to_json(),
+        "report_lines": masking.lines(),
+    }
+    with sessions() as session:
+        record(
+            session,
+            ctx,
+            "data.clone",
+            now=now(),
+            environment=target,
+            target=f"database:{plan.names.database}",
+            details={
+                "source": source,
+                "rows": built.rows,
+                "tables": result["tables"],
+                "seconds": seconds,
+                "report": masking.to_json(),
+            },
+        )
+    return result
+
+
+def _problem_kinds(error: Exception) -> dict[str, Any]:
+    problems = getattr(error, "problems", None)
+    if not problems:
+        return {}
+    return {"problems": [{"kind": p.kind, "column": p.column} for p in problems if hasattr(p, "kind")]}
+
+
+def status(spec: Spec, environment: str) -> dict[str, Any]:
+    """The environment's data policy and what conveyor.yaml declares about personal data."""
+    env = spec.environment(environment)
+    d = declared(spec)
+    return {
+        "environment": environment,
+        "tier": env.tier,
+        "policy": env.data.policy,
+        "source": env.data.source,
+        "refresh": str(env.data.refresh) if env.data.refresh is not None else None,
+        "pii": list(d.pii),
+        "masking": d.rules.to_mapping(),
+        "not_sensitive": list(d.not_sensitive),
+        "subset": {table: rule.describe() for table, rule in d.subset.items()},
+    }
