@@ -232,8 +232,9 @@ class TestDrillVerdict:
     ) -> None:
         verdict = judge_drill([], timedelta(seconds=took), timedelta(seconds=rto), timedelta(seconds=age),
                               timedelta(seconds=rpo))  # fmt: skip
-        assert verdict.passed == (took <= rto) == verdict.rto_met
-        assert verdict.rpo_met == (age <= rpo)
+        within = timedelta(seconds=took) <= timedelta(seconds=rto)  # durations are kept to the microsecond
+        assert verdict.passed == within == verdict.rto_met
+        assert verdict.rpo_met == (timedelta(seconds=age) <= timedelta(seconds=rpo))
 
     def test_a_problem_fails_it_whatever_the_time(self) -> None:
         verdict = judge_drill(["table public.a is missing"], timedelta(seconds=1), HOUR, HOUR, None)
