@@ -189,3 +189,9 @@ def error_from_problem(status: int, body: Any) -> ConveyorError:
     if cls is ClientError:
         error.status = status  # type: ignore[misc]
     return error
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a database error's summary), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

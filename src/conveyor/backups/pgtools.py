@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conveyor.errors import Conflict
+from conveyor.errors import Conflict, first_line
 from conveyor.resources import postgres
 
 T = TypeVar("T")
@@ -91,7 +91,7 @@ def inspect(url: str, database: str) -> Inventory:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             return inventory(conn)
     except psycopg.Error as exc:
-        raise Conflict(f"cannot read database {database}: {_first_line(exc)}") from None
+        raise Conflict(f"cannot read database {database}: {first_line(exc)}") from None
 
 
 _ROW_DATA = ("DETAIL:", "CONTEXT:", "Command was:", "LINE ", "HINT:", "QUERY:")
@@ -156,7 +156,7 @@ def exported_snapshot(url: str, database: str) -> Iterator[tuple[str, Any]]:
     except psycopg.Error as exc:
         host, port = postgres.endpoint(url)
         raise Conflict(
-            f"cannot connect to database {database} at {host}:{port}: {_first_line(exc)}",
+            f"cannot connect to database {database} at {host}:{port}: {first_line(exc)}",
             hint="check the server is up and the database is provisioned (`conveyor resource show ENV`)",
         ) from None
     try:
@@ -164,7 +164,7 @@ def exported_snapshot(url: str, database: str) -> Iterator[tuple[str, Any]]:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             exported: Any = conn.execute("SELECT pg_export_snapshot()").fetchone()
         except psycopg.Error as exc:
-            raise Conflict(f"cannot read database {database}: {_first_line(exc)}") from None
+            raise Conflict(f"cannot read database {database}: {first_line(exc)}") from None
         yield str(exported[0]), conn
     finally:
         conn.close()
@@ -195,7 +195,7 @@ def _inventory_of(conn: Any, database: str) -> Inventory:
     try:
         return inventory(conn)
     except psycopg.Error as exc:
-        raise Conflict(f"cannot count the rows of database {database}: {_first_line(exc)}") from None
+        raise Conflict(f"cannot count the rows of database {database}: {first_line(exc)}") from None
 
 
 def keep_alive(work: Future[T], alive: Callable[[], None]) -> T:
@@ -353,8 +353,3 @@ def sha256_file(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

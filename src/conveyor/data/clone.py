@@ -37,7 +37,7 @@ from conveyor.data.copying import PARALLEL_MIN_VALUES, ColumnMask, Copied, Maski
 from conveyor.data.masking import Masker
 from conveyor.data.rules import ColumnRef, RuleSet
 from conveyor.data.subset import SubsetPlan
-from conveyor.errors import Conflict, ConveyorError
+from conveyor.errors import Conflict, ConveyorError, first_line
 from conveyor.resources.postgres import Names, connect, with_database
 
 PG_TOOLS_HINT = "install the PostgreSQL client tools (pg_dump, pg_restore) of the server's major version"
@@ -226,7 +226,7 @@ def build(
         import psycopg
 
         if isinstance(error, psycopg.Error):
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = first_line(error)
             raise CloneFailed(
                 f"the clone failed while copying: {first}",
                 hint="the target database was left as it was; fix the cause and clone again",

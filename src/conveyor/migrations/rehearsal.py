@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.backups import pgtools
+from conveyor.errors import first_line
 from conveyor.migrations import runner
 from conveyor.migrations.files import Migration
 from conveyor.migrations.schema import statements
@@ -146,7 +147,7 @@ def rehearse(
         try:
             pgtools.drop(server, clone)
         except Exception as exc:  # the verdict stands; the leftover is named so it can be dropped
-            evidence["cleanup"] = f"could not drop the clone {clone}: {runner.first_line(exc)}"
+            evidence["cleanup"] = f"could not drop the clone {clone}: {first_line(exc)}"
 
 
 def _on_clone(
@@ -268,7 +269,7 @@ def _roll_back(
                     f"DELETE FROM {runner.TABLE} WHERE service = %s AND id = %s", (service, migration.id)
                 )
     except psycopg.Error as exc:
-        return {"result": "failed", "why": runner.first_line(exc)}
+        return {"result": "failed", "why": first_line(exc)}
     finally:
         conn.execute("RESET statement_timeout")
         conn.execute("RESET ROLE")

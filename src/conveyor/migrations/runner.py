@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.errors import Conflict, ConveyorError, InvalidRequest
+from conveyor.errors import Conflict, ConveyorError, InvalidRequest, first_line
 from conveyor.migrations.files import Migration
 from conveyor.migrations.schema import statements
 
@@ -258,8 +258,3 @@ def _record(
             json.dumps(timings),
         ),
     )
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from conveyor.errors import Conflict
+from conveyor.errors import Conflict, first_line
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCRAM_ITERATIONS = 4096
@@ -84,7 +84,7 @@ def connect(url: str) -> Iterator[Any]:
             url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=5
         )
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise Conflict(
             f"cannot reach PostgreSQL at {host}:{port}: {first}",
             hint="start it, or point resources.database.server (or CONVEYOR_POSTGRES_URL) at a server "
