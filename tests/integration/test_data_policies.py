@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from conveyor.data.clone import checksums
+from conveyor.resources import database_lock
 from tests.conftest import PG_ADMIN_URL, Server, _pg_connect, start_server
 from tests.integration.test_promotions import add_user
 
@@ -240,12 +241,10 @@ def test_a_clone_the_preflight_or_the_copy_refuses_changes_nothing(world: World)
     assert "no_such_column" in failed["detail"] and "left as it was" in failed["hint"]
     assert _staging_state(world) == (before, [])
     assert world.sql("staging", "SELECT marker FROM before_clone") == [("old",)]
-    # one clone into a target at a time: a second one waits for nothing and is refused
-    with _pg_connect(PG_ADMIN_URL) as holder:
-        key = f"conveyor data clone into {world.database('staging')}"
-        holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    # one operation on a target database at a time: a clone waits for nothing and is refused
+    with database_lock.hold(PG_ADMIN_URL, world.database("staging"), "staging", "restore"):
         busy = world.clone(status=409)
-    assert "already running" in busy["detail"]
+    assert busy["detail"] == "staging's database is busy: a restore is running; try again when it finishes"
     # a subset condition may only look at the row: conveyor.yaml with a file-reading call is refused
     reading = "{customers: \"length(pg_read_file('/etc/hostname')) > 0\"}"
     text = SPEC.format(project=world.project, server=PG_ADMIN_URL, email_rule=EMAIL_RULE, subset=reading)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from conveyor.errors import Conflict, first_line
 from conveyor.resources import postgres
@@ -55,6 +56,36 @@ def tool(name: str) -> str:
 
 def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def tool_target(url: str) -> tuple[str, dict[str, str]]:
+    """How a tool reaches `url`: the URL for its argv, without a password, and the environment to run it in.
+
+    Anyone on the machine can read a process's argv (`ps`); only its owner can read its environment.
+    A password in the URL (user info or `password=` parameter) moves to PGPASSWORD; without one the
+    tool authenticates as the server process does (its PGPASSWORD or ~/.pgpass).
+    """
+    parts = urlsplit(_libpq(url))
+    password: str | None = None
+    kept: list[str] = []
+    for item in filter(None, parts.query.split("&")):  # kept as written: libpq decodes only %XX
+        key, _, value = item.partition("=")
+        if unquote(key) == "password":
+            password = unquote(value)
+        else:
+            kept.append(item)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, secret = userinfo.partition(":")
+        if colon:
+            password = unquote(secret)
+        netloc = f"{user}@{hostport}" if user else hostport
+    safe = urlunsplit((parts.scheme, netloc, parts.path, "&".join(kept), ""))
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return safe, env
 
 
 def inventory(conn: Any) -> Inventory:
@@ -112,13 +143,16 @@ def tool_error(stderr: str) -> str:
     return " | ".join(chosen) if chosen else "no message"
 
 
-def run(argv: list[str], alive: Callable[[], None], what: str) -> None:
+def run(argv: list[str], alive: Callable[[], None], what: str, env: dict[str, str] | None = None) -> None:
     """Run a PostgreSQL tool, calling `alive` every HEARTBEAT_S; a Conflict with its stderr when it fails.
 
-    The child is killed if we are interrupted, so no tool outlives the work it was doing.
+    `env` (from `tool_target`) carries the password the argv leaves out. The child is killed if we
+    are interrupted, so no tool outlives the work it was doing.
     """
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env
+        )
         try:
             while True:
                 try:
@@ -217,10 +251,11 @@ def dump(url: str, database: str, snapshot: str, path: Path, alive: Callable[[],
     """pg_dump -Fc of `database` as seen by `snapshot` into `path` (created 0600 before pg_dump writes)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
+    target, env = tool_target(postgres.with_database(url, database))
     run(
         [
             tool("pg_dump"),
-            f"--dbname={_libpq(postgres.with_database(url, database))}",
+            f"--dbname={target}",
             "--format=custom",
             f"--snapshot={snapshot}",
             "--lock-wait-timeout=60s",  # a table locked exclusively fails the backup instead of hanging it
@@ -229,6 +264,7 @@ def dump(url: str, database: str, snapshot: str, path: Path, alive: Callable[[],
         ],
         alive,
         "pg_dump",
+        env,
     )
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
@@ -250,10 +286,11 @@ def create_scratch(url: str, name: str, owner: str) -> None:
 
 def restore(url: str, database: str, owner: str, path: Path, alive: Callable[[], None]) -> None:
     """pg_restore `path` into `database`; every object belongs to `owner` (the environment's owner role)."""
+    target, env = tool_target(postgres.with_database(url, database))
     run(
         [
             tool("pg_restore"),
-            f"--dbname={_libpq(postgres.with_database(url, database))}",
+            f"--dbname={target}",
             "--no-owner",
             "--no-acl",
             f"--role={owner}",
@@ -264,6 +301,7 @@ def restore(url: str, database: str, owner: str, path: Path, alive: Callable[[],
         ],
         alive,
         "pg_restore",
+        env,
     )
 
 

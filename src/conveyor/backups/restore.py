@@ -3,7 +3,9 @@ is checked against the backup's record, and only then takes the target's place (
 measured and dropped). Called by the API (`api/routes/backups.py`).
 
 A failed or killed restore never touches the target: until the swap, all work happens in the scratch
-database, which is dropped on failure; the swap itself is two renames in one transaction.
+database, which is dropped on failure; the swap itself is two renames in one transaction. A restore
+holds the target database's lock (`resources.database_lock`), so no clone, seed or reset of it runs
+meanwhile; a drill never touches the target and does not take it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from conveyor.clock import Clock, isoformat
 from conveyor.deployments.service import current_spec
 from conveyor.environments.service import lock_environment
 from conveyor.errors import Conflict, ConveyorError, InvalidRequest, NotFound
+from conveyor.resources import database_lock
 from conveyor.resources import service as resources
 from conveyor.spec import Spec
 from conveyor.store.db import Store
@@ -190,7 +194,21 @@ def restore(
                 details={"source": source, "reason": problem},
             )
         raise untrusted(backup, problem)
-    path = home / str(backup.file)
+    with database_lock.hold(declared.server, declared.names.database, target, "restore"):
+        return _restore_locked(store, home, ctx, clock, backup, declared, safety_backup)
+
+
+def _restore_locked(
+    store: Store,
+    home: Path,
+    ctx: AuditContext,
+    clock: Clock,
+    backup: Backup,
+    declared: resources.Declared,
+    safety_backup: bool,
+) -> dict[str, Any]:
+    """The restore itself, under the target database's lock: safety backup, restore, verify, swap."""
+    target, path = declared.environment, home / str(backup.file)
     run = _start(store, ctx, clock, "restore", backup, declared)
     assert run.scratch_database is not None
     alive = Heartbeat(store, clock, RestoreRun, run.id)
@@ -222,6 +240,37 @@ def restore(
     return _finish(store, ctx, clock, run.id, (seconds, checks, sessions), None, safety_id=safety_id)
 
 
+def _close(
+    store: Store,
+    ctx: AuditContext,
+    clock: Clock,
+    run_id: int,
+    passed: bool,
+    fill: Callable[[RestoreRun], dict[str, Any]],
+) -> dict[str, Any]:
+    """End a restore or drill: its state and times, what `fill` sets (it returns the audit's details),
+    audited as `backup.restore` (target: the database) or `backup.drill` (target: the backup)."""
+    now = clock.now()
+    with store.write() as session:
+        run = session.get(RestoreRun, run_id)
+        assert run is not None
+        run.state = "succeeded" if passed else "failed"
+        run.finished_at = run.heartbeat_at = isoformat(now)
+        run.duration_s = round((now - parse_time(run.started_at)).total_seconds(), 3)
+        details = fill(run)
+        record(
+            session,
+            ctx,
+            f"backup.{run.kind}",
+            now=now,
+            environment=run.environment,
+            target=f"database:{run.database}" if run.kind == "restore" else f"backup:{run.backup_id}",
+            outcome="success" if passed else "failure",
+            details=details,
+        )
+        return run_dict(run)
+
+
 def _finish(
     store: Store,
     ctx: AuditContext,
@@ -232,40 +281,27 @@ def _finish(
     safety_id: int | None,
 ) -> dict[str, Any]:
     """Record how a restore ended (`done`: seconds, checks, sessions ended; else `exc`), audited."""
-    now = clock.now()
-    with store.write() as session:
-        run = session.get(RestoreRun, run_id)
-        assert run is not None
-        run.finished_at = run.heartbeat_at = isoformat(now)
-        run.duration_s = round((now - parse_time(run.started_at)).total_seconds(), 3)
+
+    def fill(run: RestoreRun) -> dict[str, Any]:
         run.safety_backup_id = safety_id
         if done is not None:
             seconds, checks, sessions = done
-            run.state, run.restore_s, run.sessions_ended = "succeeded", round(seconds, 3), sessions
+            run.restore_s, run.sessions_ended = round(seconds, 3), sessions
             run.checks = json.dumps(checks, sort_keys=True)
         else:
-            run.state = "failed"
             run.reason = exc.detail if isinstance(exc, ConveyorError) else f"{type(exc).__name__}: {exc}"
             if isinstance(exc, ConveyorError) and "checks" in exc.extra:
                 run.checks = json.dumps(exc.extra["checks"], sort_keys=True)
-        record(
-            session,
-            ctx,
-            "backup.restore",
-            now=now,
-            environment=run.environment,
-            target=f"database:{run.database}",
-            outcome="success" if done is not None else "failure",
-            details={
-                "backup": run.backup_id,
-                "source": run.source_environment,
-                "safety_backup": safety_id,
-                "sessions_ended": run.sessions_ended,
-                "restore_s": run.restore_s,
-                "reason": run.reason,
-            },
-        )
-        return run_dict(run)
+        return {
+            "backup": run.backup_id,
+            "source": run.source_environment,
+            "safety_backup": safety_id,
+            "sessions_ended": run.sessions_ended,
+            "restore_s": run.restore_s,
+            "reason": run.reason,
+        }
+
+    return _close(store, ctx, clock, run_id, done is not None, fill)
 
 
 def drill(
@@ -347,11 +383,9 @@ def _record_drill(
     rpo: timedelta | None,
     age: timedelta,
 ) -> dict[str, Any]:
-    now = clock.now()
-    with store.write() as session:
-        run = session.get(RestoreRun, run_id)
-        assert run is not None
-        run.state = "succeeded" if verdict.passed else "failed"
+    """Record a drill's verdict and measures, audited."""
+
+    def fill(run: RestoreRun) -> dict[str, Any]:
         run.reason = "; ".join(verdict.reasons) or None
         run.restore_s = round(seconds, 3)
         run.rto_s = None if rto is None else rto.total_seconds()
@@ -360,27 +394,17 @@ def _record_drill(
         run.rpo_met = verdict.rpo_met
         run.backup_age_s = round(age.total_seconds(), 3)
         run.checks = json.dumps(checks, sort_keys=True)
-        run.finished_at = run.heartbeat_at = isoformat(now)
-        run.duration_s = round((now - parse_time(run.started_at)).total_seconds(), 3)
-        record(
-            session,
-            ctx,
-            "backup.drill",
-            now=now,
-            environment=run.environment,
-            target=f"backup:{run.backup_id}",
-            outcome="success" if verdict.passed else "failure",
-            details={
-                "restore_s": run.restore_s,
-                "rto_s": run.rto_s,
-                "rto_met": run.rto_met,
-                "backup_age_s": run.backup_age_s,
-                "rpo_s": run.rpo_s,
-                "rpo_met": run.rpo_met,
-                "reason": run.reason,
-            },
-        )
-        return run_dict(run)
+        return {
+            "restore_s": run.restore_s,
+            "rto_s": run.rto_s,
+            "rto_met": run.rto_met,
+            "backup_age_s": run.backup_age_s,
+            "rpo_s": run.rpo_s,
+            "rpo_met": run.rpo_met,
+            "reason": run.reason,
+        }
+
+    return _close(store, ctx, clock, run_id, verdict.passed, fill)
 
 
 def run_dict(run: RestoreRun) -> dict[str, Any]:

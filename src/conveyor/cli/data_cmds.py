@@ -20,7 +20,8 @@ LONG_TIMEOUT_S = 6 * 3600.0
 """A clone of a large database runs inside one request; the server does the work, the CLI waits."""
 
 
-def _long_client(ctx: typer.Context) -> Client:
+def long_client(ctx: typer.Context) -> Client:
+    """An API client that waits as long as a seed or clone runs (the server does the work)."""
     cc = cli_context(ctx)
     return Client(server_url(cc.settings, cc.url), api_token(cc.settings), timeout=LONG_TIMEOUT_S)
 
@@ -55,7 +56,7 @@ def seed(
     output: Output = OutputOption,
 ) -> None:
     """Replace the database's rows with deterministic synthetic ones (synthetic environments only)."""
-    client = _long_client(ctx)
+    client = long_client(ctx)
     try:
         with console.status(f"seeding {env} with {rows:,} rows per table …"):
             data = client.post(
@@ -74,7 +75,8 @@ def seed(
     console.print(f"{data['rows']:,} rows in {data['seconds']:.1f} s", markup=False)
 
 
-def _print_clone(data: dict[str, Any]) -> None:
+def print_clone(data: dict[str, Any]) -> None:
+    """A clone's tables, subsets, masking report and unreviewed columns, as `data clone` prints them."""
     print_table(
         f"{data['source']} → {data['target']} ({data['database']})",
         ["table", "rows"],
@@ -114,7 +116,7 @@ def clone(
     output: Output = OutputOption,
 ) -> None:
     """Copy SOURCE into --to through the masking rules; the clone is built aside and swapped in whole."""
-    client = _long_client(ctx)
+    client = long_client(ctx)
     try:
         with console.status(f"{'checking' if check else 'cloning'} {source} → {to} …"):
             data = client.post(
@@ -138,6 +140,6 @@ def clone(
         if data["unreviewed_columns"]:
             console.print("unreviewed columns: " + ", ".join(data["unreviewed_columns"]), markup=False)
     else:
-        _print_clone(data)
+        print_clone(data)
     if check and not data["ok"]:
         raise typer.Exit(1)

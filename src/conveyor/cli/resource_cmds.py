@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from conveyor.cli.common import api
+from conveyor.cli.data_cmds import long_client, print_clone
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table
 from conveyor.errors import ClientError
 
@@ -143,23 +144,67 @@ def provision(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOpti
         _print_all(data)
 
 
+def _print_reset(env: str, database: dict[str, Any]) -> None:
+    if database.get("engine") == "sqlite":
+        console.print(f"{env}: SQLite file {database['path']} dropped and created empty", markup=False)
+        return
+    done = "dropped and created empty" if database["empty"] else "dropped and created again"
+    console.print(f"{env}: database {database['database']} {done}", markup=False)
+    for run in database["migrations"]:
+        applied = ", ".join(run["applied"]) or "none pending"
+        console.print(f"{env}: migrations of {run['service']} {run['version']}: {applied}", markup=False)
+    seeded, cloned = database.get("seed"), database.get("clone")
+    if seeded is not None:
+        per_table = f"{seeded['rows_per_table']:,} rows per table"
+        print_table(
+            f"Seeded {seeded['database']} (seed {seeded['seed']}, {per_table})",
+            ["table", "rows"],
+            [[table, f"{count:,}"] for table, count in seeded["tables"].items()],
+        )
+    if cloned is not None:
+        print_clone(cloned)
+    if database.get("note"):
+        console.print(f"{env}: {database['note']}", markup=False)
+
+
 @app.command("reset")
 def reset(
     ctx: typer.Context,
     env: str = EnvArg,
     yes: bool = typer.Option(False, "--yes", help="confirm: every row and every cached key is dropped"),
+    empty: bool = typer.Option(
+        False, "--empty", help="drop and recreate only: no migrations, no seed, no clone"
+    ),
+    rows: int | None = typer.Option(
+        None, "--rows", min=1, help="synthetic policy: rows per table (default 100)"
+    ),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="synthetic policy: the seed (default 0)"),
+    output: Output = OutputOption,
 ) -> None:
-    """Empty the environment's resources: database (or SQLite file) dropped and created empty, the Redis
-    namespace's keys deleted (refused for production and dr)."""
+    """Recreate the environment's resources with its data policy (refused for production and dr).
+
+    The database is dropped and created again, the migrations of every version deployed there run,
+    then it is seeded (synthetic) or cloned from its source through the masking rules (masked); a
+    SQLite file comes back empty; the Redis namespace's keys are deleted.
+    """
     if not yes:
         raise ClientError(
             f"this drops every row of {env}'s database and every key of its cache",
             hint=f"run `conveyor resource reset {env} --yes`",
         )
-    with api(ctx) as client:
-        data = client.post(f"/api/v1/environments/{env}/resources/reset")
+    body: dict[str, Any] = {"empty": empty}
+    body.update({k: v for k, v in (("rows", rows), ("seed", seed)) if v is not None})
+    client = long_client(ctx)
+    try:
+        with console.status(f"resetting {env} …"):
+            data = client.post(f"/api/v1/environments/{env}/resources/reset", json=body)
+    finally:
+        client.close()
+    if output is Output.json:
+        print_json(data)
+        return
     if data["database"] is not None:
-        console.print(f"{env}: database {data['database']} dropped and created empty", markup=False)
+        _print_reset(env, data["database"])
     if data["cache"] is not None:
         cache = data["cache"]
         console.print(

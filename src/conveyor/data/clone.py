@@ -97,8 +97,15 @@ def _tool(name: str) -> str:
         raise CloneFailed(exc.detail, hint=PG_TOOLS_HINT) from None
 
 
-def _run(args: list[str], what: str) -> None:
-    proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PGCONNECT_TIMEOUT": "10"})
+def _run(args: list[str], url: str, what: str) -> None:
+    """Run tool `args[0]` against `url`: `-d` names it without its password, which goes in the environment."""
+    target, env = pgtools.tool_target(url)
+    proc = subprocess.run(
+        [args[0], "-d", target, *args[1:]],
+        capture_output=True,
+        text=True,
+        env={**env, "PGCONNECT_TIMEOUT": "10"},
+    )
     if proc.returncode != 0:
         raise CloneFailed(
             f"{what} failed (exit {proc.returncode}): {pgtools.tool_error(proc.stderr)}",
@@ -146,10 +153,10 @@ def build(
             started = time.perf_counter()
             dump = workdir / "schema.dump"
             _run(
-                [_tool("pg_dump"), "--schema-only", "-Fc", f"--snapshot={snapshot}", "-f", str(dump),
-                 "-d", source_url],
+                [_tool("pg_dump"), "--schema-only", "-Fc", f"--snapshot={snapshot}", "-f", str(dump)],
+                source_url,
                 "reading the source schema (pg_dump)",
-            )  # fmt: skip
+            )
             with connect(target.server) as admin:
                 from psycopg import sql
 
@@ -252,7 +259,8 @@ def _restore(dump: Path, url: str, role: str, section: str, jobs: int = 1) -> No
     how = ["--single-transaction"] if jobs == 1 else [f"--jobs={jobs}"]
     _run(
         [_tool("pg_restore"), f"--section={section}", "--no-owner", "--no-privileges", f"--role={role}",
-         "--exit-on-error", *how, "-d", url, str(dump)],
+         "--exit-on-error", *how, str(dump)],
+        url,
         f"restoring the schema's {section} section into the clone (pg_restore)",
     )  # fmt: skip
 
@@ -286,6 +294,8 @@ def _bulk_copy(
     names = [f"--table={quote_ident(t.schema)}.{quote_ident(t.name)}" for t in tables]
     # closed by _stop when the copy ends or fails
     dump_errors, restore_errors = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
+    source, source_env = pgtools.tool_target(source_url)
+    clone, clone_env = pgtools.tool_target(clone_url)
     dump = subprocess.Popen(
         [
             _tool("pg_dump"),
@@ -295,15 +305,17 @@ def _bulk_copy(
             f"--snapshot={snapshot}",
             *names,
             "-d",
-            source_url,
+            source,
         ],
         stdout=subprocess.PIPE,
         stderr=dump_errors,
+        env=source_env,
     )
     restore = subprocess.Popen(
-        [_tool("pg_restore"), "--data-only", f"--role={role}", "--exit-on-error", "-d", clone_url],
+        [_tool("pg_restore"), "--data-only", f"--role={role}", "--exit-on-error", "-d", clone],
         stdin=dump.stdout,
         stderr=restore_errors,
+        env=clone_env,
     )
     assert dump.stdout is not None
     dump.stdout.close()  # pg_restore holds the read end; pg_dump sees a broken pipe if it stops
@@ -327,23 +339,6 @@ def _finish_bulk(streaming: _Streaming) -> None:
                 f"{pgtools.tool_error(said)}",
                 hint="the target database was left as it was; fix the cause and clone again",
             )
-
-
-@contextmanager
-def exclusive(server: str, target: str) -> Iterator[None]:
-    """Hold the server-wide lock of clones into `target`; Conflict when another clone holds it."""
-    with connect(server) as admin:
-        key = f"conveyor data clone into {target}"
-        locked = admin.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
-        if not locked or not locked[0]:
-            raise Conflict(
-                f"a clone into {target} is already running",
-                hint="wait for it to finish; a second clone would replace the first's result",
-            )
-        try:
-            yield
-        finally:
-            admin.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
 
 def drop_database(server: str, name: str) -> None:

@@ -13,8 +13,13 @@ from typing import Any
 
 from conveyor.data.catalog import quote_ident, read_catalog
 from conveyor.data.synthetic import SeedRefused, generate
+from conveyor.migrations.compat import is_bookkeeping
 from conveyor.migrations.runner import TABLE as MIGRATIONS_TABLE
 from conveyor.resources.postgres import connect
+
+
+class NothingToSeed(SeedRefused):
+    """The database has no tables yet: no release has created its schema."""
 
 
 def seed_database(url: str, rows: int, seed: int) -> dict[str, Any]:
@@ -24,11 +29,14 @@ def seed_database(url: str, rows: int, seed: int) -> dict[str, Any]:
     with connect(url) as conn:
         conn.execute("SET client_encoding = 'UTF8'")
         found = read_catalog(conn)
-        # the migration history is schema, not data: seeding keeps it, so the next release knows
-        # what is applied
-        catalog = replace(found, tables=tuple(t for t in found.tables if t.ref != MIGRATIONS_TABLE))
+        # the migration history (Conveyor's, and Alembic's version table) is schema, not data:
+        # seeding keeps it, so the next release knows what is applied and `alembic current` stays true
+        catalog = replace(
+            found,
+            tables=tuple(t for t in found.tables if t.ref != MIGRATIONS_TABLE and not is_bookkeeping(t.ref)),
+        )
         if not catalog.tables:
-            raise SeedRefused(
+            raise NothingToSeed(
                 "the database has no tables to seed",
                 hint="create the schema first (deploy a release whose migrations create it)",
             )

@@ -3,7 +3,9 @@
 `seed` fills a `synthetic` environment's database; `clone` copies a `masked` environment's source
 through the masking pipeline; `check_clone` runs only the pre-flight. Each checks the environment's
 policy and tier first and refuses with the fix; the long database work runs outside any state-store
-transaction, and the outcome is audited (names and counts, never a value).
+transaction, under the target database's lock (`resources.database_lock`: one seed, clone, restore
+or reset of a database at a time), and the outcome is audited (names and counts, never a value).
+`fill_synthetic` and `copy_masked` do the work alone, for `data/reset.py`, which holds the lock.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from conveyor.data.rules import (
 from conveyor.data.seeding import seed_database
 from conveyor.data.subset import SubsetPlan, SubsetRule, plan_subset
 from conveyor.errors import Conflict, InvalidRequest, NotFound
-from conveyor.resources import postgres
+from conveyor.resources import database_lock, postgres
 from conveyor.resources import service as resources
 from conveyor.secrets import service as secrets
 from conveyor.secrets.crypto import Keyring
@@ -92,22 +94,38 @@ def _tier(spec: Spec, environment: str) -> str:
 
 MAX_SEED_ROWS = 1_000_000
 """Rows per table a seed may ask for: the generator holds a table's rows in memory."""
+DEFAULT_ROWS = 100
+"""Rows per table of `conveyor data seed` and of a reset's seed when none is asked for."""
+DEFAULT_SEED = 0
+"""The seed of `conveyor data seed` and of a reset's seed when none is asked for."""
 
 
-def seed(
-    sessions: Callable[[], Any],
+def _record(
+    sessions: Sessions,
     ctx: AuditContext,
-    spec: Spec,
+    action: str,
+    now: datetime,
     environment: str,
-    rows: int,
-    seed_value: int,
-    now: Callable[[], datetime],
-) -> dict[str, Any]:
-    """Replace the environment's rows with synthetic ones; refused unless its data policy is synthetic.
+    database: str,
+    details: dict[str, Any],
+    outcome: str = "success",
+) -> None:
+    """Audit one data operation on `environment`'s database in a short session of its own."""
+    with sessions() as session:
+        record(
+            session,
+            ctx,
+            action,
+            now=now,
+            environment=environment,
+            target=f"database:{database}",
+            outcome=outcome,
+            details=details,
+        )
 
-    `sessions()` opens a state-store write session: one short one to find the database, the seed
-    itself runs outside any, and one short one records it (the store is never held for the run).
-    """
+
+def check_seed(spec: Spec, environment: str, rows: int) -> None:
+    """Refuse a seed of a live tier, of an environment whose policy is not synthetic, or of bad size."""
     tier = _tier(spec, environment)
     if tier in LIVE_TIERS:
         raise Conflict(
@@ -126,34 +144,43 @@ def seed(
         raise InvalidRequest(
             f"--rows {rows} is out of range", hint=f"give 1 to {MAX_SEED_ROWS:,} rows per table"
         )
+
+
+def seed(
+    sessions: Sessions,
+    ctx: AuditContext,
+    spec: Spec,
+    environment: str,
+    rows: int,
+    seed_value: int,
+    now: Callable[[], datetime],
+) -> dict[str, Any]:
+    """Replace the environment's rows with synthetic ones; refused unless its data policy is synthetic.
+
+    `sessions()` opens a state-store write session: one short one to find the database, the seed
+    itself runs outside any (under the database's lock), and one short one records it.
+    """
+    check_seed(spec, environment, rows)
     with sessions() as session:
         url, d = _database_url(session, spec, environment, "seed")
+    with database_lock.hold(d.server, d.names.database, environment, "seed"):
+        result = fill_synthetic(url, d.names.database, rows, seed_value)
+    details = {k: result[k] for k in ("rows_per_table", "seed", "tables", "seconds")}
+    _record(sessions, ctx, "data.seed", now(), environment, d.names.database, details)
+    return {"environment": environment, **result}
+
+
+def fill_synthetic(url: str, database: str, rows: int, seed_value: int) -> dict[str, Any]:
+    """Seed the database at `url` (its lock held by the caller): what went in, counts only, and how long."""
     started = time.perf_counter()
     result = seed_database(url, rows, seed_value)
-    seconds = round(time.perf_counter() - started, 3)
-    with sessions() as session:
-        record(
-            session,
-            ctx,
-            "data.seed",
-            now=now(),
-            environment=environment,
-            target=f"database:{d.names.database}",
-            details={
-                "rows_per_table": rows,
-                "seed": seed_value,
-                "tables": result["tables"],
-                "seconds": seconds,
-            },
-        )
     return {
-        "environment": environment,
-        "database": d.names.database,
+        "database": database,
         "seed": seed_value,
         "rows_per_table": rows,
         "tables": result["tables"],
         "rows": result["rows"],
-        "seconds": seconds,
+        "seconds": round(time.perf_counter() - started, 3),
     }
 
 
@@ -171,9 +198,8 @@ class ClonePlan:
     masker: Masker
 
 
-def _check_environments(
-    session: Session, spec: Spec, keyring: Keyring, source: str, target: str
-) -> ClonePlan:
+def plan_clone(session: Session, spec: Spec, keyring: Keyring, source: str, target: str) -> ClonePlan:
+    """Every check of a masked clone the state store can answer: tiers, policy, source, provisioning, key."""
     spec.environment(source)
     tier = _tier(spec, target)
     if tier in LIVE_TIERS:
@@ -263,7 +289,7 @@ def suspects(catalog: Catalog, unreviewed: list[str]) -> list[dict[str, str]]:
 
 def check_clone(session: Session, spec: Spec, keyring: Keyring, source: str, target: str) -> dict[str, Any]:
     """The pre-flight of a masked clone, run against the source's schema now; changes nothing."""
-    plan = _check_environments(session, spec, keyring, source, target)
+    plan = plan_clone(session, spec, keyring, source, target)
     catalog = cloning.inspect(plan.source_url)
     found = preflight(catalog.for_rules(), plan.declared.rules, plan.declared.pii)
     subset_problem = None
@@ -283,6 +309,11 @@ def check_clone(session: Session, spec: Spec, keyring: Keyring, source: str, tar
     }
 
 
+def preflight_clone(plan: ClonePlan) -> None:
+    """Hold the rules against the source's schema now; MaskingRefused (or InvalidRequest) with every fix."""
+    _preflight(plan, cloning.inspect(plan.source_url))
+
+
 def clone(
     sessions: Sessions,
     ctx: AuditContext,
@@ -294,43 +325,47 @@ def clone(
 ) -> dict[str, Any]:
     """Copy `source` into `target` through the masking rules; refused (audited) by the pre-flight.
 
-    `sessions` opens a write session of the state store; the clone itself runs between two of them.
+    `sessions` opens a write session of the state store; the clone itself runs between two of them,
+    under the target database's lock.
     """
     with sessions() as session:
-        plan = _check_environments(session, spec, keyring, source, target)
-    started = time.perf_counter()
+        plan = plan_clone(session, spec, keyring, source, target)
     try:
-        catalog = cloning.inspect(plan.source_url)
-        _preflight(plan, catalog)  # refuse before anything is created
-        with cloning.exclusive(plan.target_server, plan.names.database):
-            name, built, catalog = cloning.build(
-                plan.source_url,
-                cloning.Target(plan.target_server, plan.names),
-                plan.declared.rules,
-                plan.masker,
-                lambda found: _preflight(plan, found),  # the snapshot's own catalog decides
-                subset_role=plan.source_role,
-            )
-            cloning.swap(plan.target_server, plan.names.database, name, plan.names.owner)
+        preflight_clone(plan)  # refuse before anything is created
+        with database_lock.hold(plan.target_server, plan.names.database, target, "clone"):
+            result = copy_masked(plan)
     except (MaskingRefused, InvalidRequest, Conflict) as error:
-        with sessions() as session:
-            record(
-                session,
-                ctx,
-                "data.clone",
-                now=now(),
-                environment=target,
-                target=f"database:{plan.names.database}",
-                outcome="refused" if isinstance(error, MaskingRefused | InvalidRequest) else "failure",
-                details={"source": source, "reason": error.detail, **_problem_kinds(error)},
-            )
+        refused = isinstance(error, MaskingRefused | InvalidRequest | database_lock.DatabaseBusy)
+        details = {"source": source, "reason": error.detail, **problem_kinds(error)}
+        _record(sessions, ctx, "data.clone", now(), target, plan.names.database, details,
+                "refused" if refused else "failure")  # fmt: skip
         raise
+    _record(sessions, ctx, "data.clone", now(), target, plan.names.database, clone_details(result))
+    return result
+
+
+def copy_masked(plan: ClonePlan) -> dict[str, Any]:
+    """Build the masked clone and swap it in (the target's lock held by the caller); what was copied.
+
+    The snapshot's own catalog is held against the rules again before a row is copied.
+    """
+    started = time.perf_counter()
+    name, built, catalog = cloning.build(
+        plan.source_url,
+        cloning.Target(plan.target_server, plan.names),
+        plan.declared.rules,
+        plan.masker,
+        lambda found: _preflight(plan, found),
+        subset_role=plan.source_role,
+    )
+    cloning.swap(plan.target_server, plan.names.database, name, plan.names.owner)
     seconds = round(time.perf_counter() - started, 3)
     counts: dict[ColumnRef | str, int] = {k: v for k, v in built.column_counts().items()}
     masking = report(plan.declared.rules, counts, plan.declared.pii, plan.masker.fingerprint)
-    result = {
-        "source": source,
-        "target": target,
+    unreviewed = _unreviewed(plan, catalog)
+    return {
+        "source": plan.source,
+        "target": plan.target,
         "database": plan.names.database,
         "rows": built.rows,
         "tables": {t.table: t.rows for t in built.tables},
@@ -344,31 +379,20 @@ def clone(
         "seconds": seconds,
         "phases": {k: round(v, 3) for k, v in built.seconds.items()},
         "rows_per_second": round(built.rows / seconds) if seconds else None,
-        "unreviewed_columns": _unreviewed(plan, catalog),
-        "suspected_pii": suspects(catalog, _unreviewed(plan, catalog)),
+        "unreviewed_columns": unreviewed,
+        "suspected_pii": suspects(catalog, unreviewed),
         "report": masking.to_json(),
         "report_lines": masking.lines(),
     }
-    with sessions() as session:
-        record(
-            session,
-            ctx,
-            "data.clone",
-            now=now(),
-            environment=target,
-            target=f"database:{plan.names.database}",
-            details={
-                "source": source,
-                "rows": built.rows,
-                "tables": result["tables"],
-                "seconds": seconds,
-                "report": masking.to_json(),
-            },
-        )
-    return result
 
 
-def _problem_kinds(error: Exception) -> dict[str, Any]:
+def clone_details(result: dict[str, Any]) -> dict[str, Any]:
+    """What the audit keeps of a clone: names, counts and the masking report (never a value)."""
+    return {k: result[k] for k in ("source", "rows", "tables", "seconds", "report")}
+
+
+def problem_kinds(error: Exception) -> dict[str, Any]:
+    """The kind and column of each problem a refusal carries (for the audit: names, never values)."""
     problems = getattr(error, "problems", None)
     if not problems:
         return {}

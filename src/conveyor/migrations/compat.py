@@ -7,6 +7,7 @@ without a default to a table it writes, or making a column it does not write NOT
 the rule, the statement, who needs the old shape, and the safe multi-release sequence instead. The
 same shapes answer the rollback question: can an older version run against the schema as it is now?
 New columns must be declared for masking (`services.NAME.data.masking`) or as `not_sensitive`.
+Alembic's version table is bookkeeping (`is_bookkeeping`): no rule applies to it (ADR 0018).
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ class Violation:
             "safe_sequence": list(self.safe),
             "needed_by": list(self.needed_by),
         }
+
+
+def is_bookkeeping(table: str) -> bool:
+    """Alembic's version table (`alembic_version`, or `alembic_version_NAME` when several services
+    share a database): migration history, not application data, so no version needs its shape."""
+    name = table.rsplit(".", 1)[-1]
+    return name == "alembic_version" or name.startswith("alembic_version_")
 
 
 def _short(statement: str, limit: int = 160) -> str:
@@ -184,6 +192,9 @@ def check(
                     )
                 )
             for op in statement.ops:
+                if is_bookkeeping(op.table):
+                    shape = shape.apply(op)
+                    continue
                 violations += _against_running(op, shape, running, migration, statement.line, statement.text)
                 if op.kind == "add_column" and op.column and declared and not declared(op.table, op.column):
                     violations.append(_undeclared(op, migration, statement.line, statement.text))
@@ -222,7 +233,7 @@ def rollback_problems(target: Shape, now: Shape, version: str) -> list[str]:
     """Why `version` (expecting `target`) cannot run against the schema as it is `now` (empty: it can)."""
     problems: list[str] = []
     for table, columns in sorted(target.tables.items()):
-        if not target.needs_table(table):
+        if not target.needs_table(table) or is_bookkeeping(table):
             continue
         if table not in now.tables:
             problems.append(f"{version} uses table {table}, which a later migration dropped or renamed")

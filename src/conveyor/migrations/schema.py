@@ -117,18 +117,17 @@ def statements(sql: str, *, file: str) -> list[Statement]:
         raws = pglast.parse_sql(sql)
     except pglast.parser.ParseError as exc:
         location = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
-        line = sql.encode()[: max(location, 0)].count(b"\n") + 1
+        line = sql[: max(location, 0)].count("\n") + 1  # pglast's offsets count characters, not bytes
         raise MigrationSqlInvalid(
             f"{file}, line {line}: {exc.args[0]}", hint="fix the SQL; PostgreSQL's own parser read it"
         ) from None
-    data = sql.encode()
     found = []
     for raw in raws:
         start = raw.stmt_location or 0
-        length = raw.stmt_len or len(data) - start
-        chunk = data[start : start + length].decode()
+        length = raw.stmt_len or len(sql) - start
+        chunk = sql[start : start + length]
         stripped = chunk.lstrip()
-        line = data[:start].count(b"\n") + chunk[: len(chunk) - len(stripped)].count("\n") + 1
+        line = sql[:start].count("\n") + chunk[: len(chunk) - len(stripped)].count("\n") + 1
         found.append(
             Statement(
                 text=stripped.strip(),

@@ -1,10 +1,11 @@
 """Schema migrations of a release: read from its artifact, checked, applied before its instances start.
 
 `plan` answers "what would promoting SERVICE VERSION to ENV run, and is it safe": the artifact's
-migration files (from the verified bundle), what the environment's database has applied, squawk's
-findings on the pending files, and the expand/contract check against every version running in any
-environment. `apply_for` runs the pending ones under the runner's lock, checking again under it.
-`rollback_problems` says why an older version cannot run against the schema as it is (ADR 0014).
+migrations (SQL files, or an Alembic project rendered offline, from the verified bundle), what the
+environment's database has applied, squawk's findings on the pending ones, and the expand/contract
+check against every version running in any environment. `apply_for` runs the pending ones under the
+runner's lock, checking again under it. `rollback_problems` says why an older version cannot run
+against the schema as it is (ADR 0014, ADR 0018).
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from sqlalchemy.orm import Session
 from conveyor.artifacts.service import blob_path, get_artifact
 from conveyor.deployments import running as deployments
 from conveyor.errors import ConveyorError, InvalidRequest
-from conveyor.migrations import compat, lint, runner
-from conveyor.migrations.files import Migration, parse_files
+from conveyor.migrations import alembic, compat, lint, runner
+from conveyor.migrations.files import Migration, MigrationFilesInvalid, parse_files
 from conveyor.migrations.schema import Shape, shape_of
 from conveyor.resources import postgres
 from conveyor.resources import service as resources
 from conveyor.runtime.local.bundle import digest_file
 from conveyor.spec import Spec
+from conveyor.spec.migrations import MigrationFormat
 
-_CACHE: dict[tuple[str, str], list[Migration]] = {}
+_CACHE: dict[tuple[str, str, str], list[Migration]] = {}
 _MAX_FILE = 16 * 1024 * 1024
 
 
@@ -85,9 +87,12 @@ class Plan:
         }
 
 
-def bundle_migrations(home: Path, digest: str, directory: str) -> list[Migration]:
-    """The migration files under `directory` of the bundle with `digest`, verified against it."""
-    key = (digest, directory)
+def bundle_migrations(
+    home: Path, digest: str, directory: str, format: MigrationFormat = "sql"
+) -> list[Migration]:
+    """The migrations under `directory` of the bundle with `digest`, verified against it: its SQL
+    files, or its Alembic project's revisions rendered offline (`format: alembic`, ADR 0018)."""
+    key = (digest, directory, format)
     if key in _CACHE:
         return _CACHE[key]
     path = blob_path(home / "artifacts", digest)
@@ -100,6 +105,15 @@ def bundle_migrations(home: Path, digest: str, directory: str) -> list[Migration
             f"the stored bundle {digest} does not match its digest: it was changed after it was registered",
             hint="register the artifact again from CI; a tampered bundle never runs",
         )
+    if format == "alembic":
+        found = alembic.bundle_revisions(path, digest, directory)
+    else:
+        found = _sql_files(path, directory)
+    _CACHE[key] = found
+    return found
+
+
+def _sql_files(path: Path, directory: str) -> list[Migration]:
     root = PurePosixPath(directory.strip("/"))
     files: dict[str, bytes] = {}
     with tarfile.open(path, "r:gz") as archive:
@@ -110,18 +124,23 @@ def bundle_migrations(home: Path, digest: str, directory: str) -> list[Migration
                 if extracted is not None:
                     files[name.name] = extracted.read()
     found = parse_files(files, where=f"{directory} in the bundle")
-    _CACHE[key] = found
+    if not found and alembic.INI in files:  # forgetting `format: alembic` must not skip every migration
+        raise MigrationFilesInvalid(
+            f"{directory} in the bundle holds alembic.ini and no NNNN_name.sql files",
+            hint="an Alembic project: set services.NAME.migrations.format: alembic",
+        )
     return found
 
 
-def _migrations_of(session: Session, home: Path, spec: Spec, service: str, version: str) -> list[Migration]:
+def migrations_of(session: Session, home: Path, spec: Spec, service: str, version: str) -> list[Migration]:
+    """The migrations `version` of `service` ships (none for a service without them, or an image)."""
     declared = spec.services[service].migrations
     if declared is None:
         return []
     artifact = get_artifact(session, service, version)
     if artifact.kind != "bundle" or artifact.digest is None:
         return []
-    return bundle_migrations(home, artifact.digest, declared.path)
+    return bundle_migrations(home, artifact.digest, declared.path, declared.format)
 
 
 def running_versions(
@@ -136,7 +155,7 @@ def running_versions(
             for v in desired.versions:
                 if v.version == besides or (environment, v.version) in found:
                     continue
-                shape = shape_of(_migrations_of(session, home, spec, service, v.version))
+                shape = shape_of(migrations_of(session, home, spec, service, v.version))
                 found[(environment, v.version)] = compat.Running(environment, v.version, shape)
     return list(found.values())
 
@@ -177,7 +196,7 @@ def plan(session: Session, home: Path, spec: Spec, environment: str, service: st
     spec.environment(environment)
     spec.service(service)
     result = Plan(environment, service, version)
-    result.migrations = _migrations_of(session, home, spec, service, version)
+    result.migrations = migrations_of(session, home, spec, service, version)
     if not result.migrations:
         return result
     target = _provisioned(session, spec, environment, f"{service} {version}")
@@ -220,7 +239,7 @@ def _database_shape(
     """The schema the applied migrations built, read from the release that applied the latest one."""
     latest = max(applied.values(), key=lambda a: a.id)
     version = latest.release.rsplit(" ", 1)[-1]
-    migrations = _migrations_of(session, home, spec, service, version)
+    migrations = migrations_of(session, home, spec, service, version)
     return shape_of(m for m in migrations if m.id in applied)
 
 
@@ -234,7 +253,7 @@ def rollback_refusal(
     if target is None:
         return []
     result = Plan(
-        environment, service, version, migrations=_migrations_of(session, home, spec, service, version)
+        environment, service, version, migrations=migrations_of(session, home, spec, service, version)
     )
     with postgres.connect(target[0]) as conn:
         result.applied = runner.read_applied(conn, service)
@@ -259,7 +278,7 @@ def apply_for(
     it sees what runs where after the wait for the lock, not before.
     """
     with session_factory() as session:
-        migrations = _migrations_of(session, home, spec, service, version)
+        migrations = migrations_of(session, home, spec, service, version)
         if not migrations:
             return None
         target = _provisioned(session, spec, environment, f"{service} {version}")

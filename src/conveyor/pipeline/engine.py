@@ -469,6 +469,7 @@ class Engine:
             "home": str(self.home),
             "digest": row.digest,
             "directory": declared.path,
+            "format": declared.format,
             "server": database.server,
             "database": database.database,
             "owner": database.owner_role,

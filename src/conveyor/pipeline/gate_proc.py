@@ -64,7 +64,9 @@ def _rehearse(job: dict[str, Any]) -> GateOutcome:
     from conveyor.migrations.rehearsal import rehearse
     from conveyor.migrations.service import bundle_migrations
 
-    migrations = bundle_migrations(Path(job["home"]), job["digest"], job["directory"])
+    migrations = bundle_migrations(
+        Path(job["home"]), job["digest"], job["directory"], job.get("format", "sql")
+    )
     return rehearse(
         job["server"],
         job["database"],

@@ -347,31 +347,15 @@ def listing(session: Session, spec: Spec) -> list[dict[str, Any]]:
     return rows
 
 
-def reset(session: Session, ctx: AuditContext, spec: Spec, environment: str, now: datetime) -> dict[str, Any]:
-    """Drop and recreate the database, empty; refused for production and dr."""
-    tier = spec.environments[environment].tier if environment in spec.environments else None
-    if tier in LIVE_TIERS:
-        raise Conflict(
-            f"{environment} is a {tier} environment: its database is never reset",
-            hint="restore a backup instead, or reset a non-production environment",
-        )
+def provisioned(session: Session, spec: Spec, environment: str) -> Declared:
+    """The environment's PostgreSQL database as declared, refused when it was never provisioned."""
     d = declared(spec, environment)
     if resource(session, environment) is None:
         raise NotFound(
             f"{environment}'s database was never provisioned",
             hint=f"`conveyor resource provision {environment}`",
         )
-    postgres.reset(d.server, d.names)
-    record(
-        session,
-        ctx,
-        "resource.reset",
-        now=now,
-        environment=environment,
-        target=f"database:{d.names.database}",
-        details={"database": d.names.database},
-    )
-    return show(session, spec, environment)
+    return d
 
 
 # -- every resource of an environment: what `conveyor resource` shows, provisions and resets -------
@@ -413,8 +397,9 @@ def release_settings(
     return settings, extra, origins
 
 
-def _refuse_live(spec: Spec, environment: str, what: str) -> None:
-    tier = spec.environments[environment].tier
+def refuse_live(spec: Spec, environment: str, what: str) -> None:
+    """A production or dr environment's database or cache is never reset."""
+    tier = spec.environment(environment).tier
     if tier in LIVE_TIERS:
         raise Conflict(
             f"{environment} is a {tier} environment: its {what} is never reset",
@@ -422,7 +407,8 @@ def _refuse_live(spec: Spec, environment: str, what: str) -> None:
         )
 
 
-def _nothing_declared(environment: str) -> InvalidRequest:
+def nothing_declared(environment: str) -> InvalidRequest:
+    """The error for an environment with no resource to act on."""
     return InvalidRequest(
         f"{environment} declares no database and no cache",
         hint=f"add resources: {{database: {{engine: postgres}}}} (or cache: {{engine: redis}}) "
@@ -462,7 +448,7 @@ def provision_all(
     database = spec.environments[environment].resources.database
     d = namespaces.declared(spec, environment)
     if database is None and d is None:
-        raise _nothing_declared(environment)
+        raise nothing_declared(environment)
     if database is not None and database.engine == "postgres":
         provision(session, ctx, spec, keyring, environment, now)
     elif database is not None:
@@ -482,44 +468,25 @@ def provision_all(
     return show_all(session, spec, environment)
 
 
-def reset_all(
-    session: Session, ctx: AuditContext, spec: Spec, environment: str, now: datetime
-) -> dict[str, Any]:
-    """Empty every resource of the environment: drop and recreate the database or file, delete the
-    namespace's keys; refused for production and dr."""
-    spec.environment(environment)
-    database = spec.environments[environment].resources.database
-    d = namespaces.declared(spec, environment)
-    _refuse_live(spec, environment, "database" if database is not None else "cache")
-    if database is None and d is None:
-        raise _nothing_declared(environment)
-    result: dict[str, Any] = {"environment": environment, "database": None, "cache": None}
-    if database is not None and database.engine == "postgres":
-        result["database"] = reset(session, ctx, spec, environment, now)["database"]
-    elif database is not None:
-        path = sqlite_file.path_of(environment)
-        if not path.exists():
-            raise NotFound(
-                f"{environment}'s SQLite file was never provisioned",
-                hint=f"`conveyor resource provision {environment}`",
-            )
-        sqlite_file.reset(path)
-        record(
-            session,
-            ctx,
-            "resource.reset",
-            now=now,
-            environment=environment,
-            target=f"sqlite:{path.name}",
-            details={"path": str(path)},
+def reset_sqlite(session: Session, ctx: AuditContext, environment: str, now: datetime) -> dict[str, Any]:
+    """Remove the environment's SQLite file (and journal) and create it empty; audited."""
+    path = sqlite_file.path_of(environment)
+    if not path.exists():
+        raise NotFound(
+            f"{environment}'s SQLite file was never provisioned",
+            hint=f"`conveyor resource provision {environment}`",
         )
-        result["database"] = str(path)
-    if d is not None:
-        result["cache"] = {
-            "key_prefix": d.names.prefix,
-            "deleted_keys": namespaces.reset(session, ctx, d, now),
-        }
-    return result
+    sqlite_file.reset(path)
+    record(
+        session,
+        ctx,
+        "resource.reset",
+        now=now,
+        environment=environment,
+        target=f"sqlite:{path.name}",
+        details={"path": str(path)},
+    )
+    return {"engine": "sqlite", "path": str(path)}
 
 
 def retiring_environments(session: Session) -> list[str]:

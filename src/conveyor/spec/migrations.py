@@ -1,8 +1,8 @@
-"""How a service's schema migrations ship and run (ADR 0014)."""
+"""How a service's schema migrations ship and run (ADR 0014, ADR 0018)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -10,18 +10,23 @@ from conveyor.spec.fields import Issue, SpecModel, Text, raise_issues
 from conveyor.spec.types import Duration
 
 LintRule = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,63}$")]
+MigrationFormat = Literal["sql", "alembic"]
 
 
 class Migrations(SpecModel):
-    """SQL migrations: a directory inside the artifact bundle, run before the release's instances start."""
+    """Schema migrations inside the artifact bundle (SQL files or an Alembic project), run before the
+    release's instances start."""
 
     shorthand: ClassVar[tuple[dict[str, Any], str] | None] = (
         {"type": "string"},
-        "a directory inside the bundle, short for `{path: DIRECTORY}`",
+        "a directory of SQL files inside the bundle, short for `{path: DIRECTORY}`",
     )
 
     path: Text
-    """Directory in the bundle holding `NNNN_name.sql` files (and optional `NNNN_name.down.sql`)."""
+    """Directory in the bundle: with `format: sql` it holds `NNNN_name.sql` files (and optional
+    `NNNN_name.down.sql`); with `format: alembic` it holds `alembic.ini`."""
+    format: MigrationFormat = "sql"
+    """`sql`: a directory of SQL files; `alembic`: an Alembic project, rendered to SQL offline (ADR 0018)."""
     lock_timeout: Duration = Duration.of(seconds=5)
     """Longest wait for a table lock; a migration that waits longer rolls back and is retried."""
     statement_timeout: Duration = Duration.of(minutes=15)
@@ -44,6 +49,18 @@ class Migrations(SpecModel):
                         ("path",),
                         f"{self.path!r} leaves the bundle",
                         "name a directory inside the bundle, e.g. migrations",
+                    )
+                ]
+            )
+        if self.format == "alembic" and parts[-1].endswith(".ini"):
+            directory = "/".join(parts[:-1]) or "."
+            raise_issues(
+                [
+                    Issue(
+                        ("path",),
+                        f"{self.path!r} names a file; with format alembic, path is the directory "
+                        "holding alembic.ini",
+                        f"write path: {directory}",
                     )
                 ]
             )

@@ -223,3 +223,23 @@ def test_ordinary_statements_are_allowed() -> None:
         "SELECT count(*) FROM users;\n"
     )
     assert [s.forbidden for s in statements(sql, file="0002_x.sql")] == [None, None, None, None]
+
+
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="'\\"), max_size=30
+    )
+)
+def test_text_before_a_statement_never_shifts_the_next_one(value: str) -> None:
+    # pglast counts characters: a multi-byte value in one statement must not cut into the next
+    sql = f"INSERT INTO notes VALUES ('{value}');\n\nALTER TABLE users DROP COLUMN user_id;\n"
+    first, second = statements(sql, file="0001_x.sql")
+    assert first.text.rstrip(";") == f"INSERT INTO notes VALUES ('{value}')"
+    assert second.text.rstrip(";") == "ALTER TABLE users DROP COLUMN user_id"
+    assert second.ops == (Op("drop_column", "users", "user_id"),)
+    assert second.line == 3 + value.count("\n")
+
+
+def test_a_parse_error_after_non_ascii_text_names_its_own_line() -> None:
+    with pytest.raises(MigrationSqlInvalid, match="line 3"):
+        statements("SELECT 'ééééééé';\n\nSELEC 1;", file="0001_x.sql")

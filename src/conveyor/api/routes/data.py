@@ -17,8 +17,8 @@ router = APIRouter(tags=["data"])
 
 class SeedBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rows: int = Field(100, ge=1, le=1_000_000, description="rows per table")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="the same seed gives the same rows")
+    rows: int = Field(data.DEFAULT_ROWS, ge=1, le=data.MAX_SEED_ROWS, description="rows per table")
+    seed: int = Field(data.DEFAULT_SEED, ge=0, le=2**63 - 1, description="the same seed gives the same rows")
 
 
 class CloneBody(BaseModel):

@@ -5,13 +5,40 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.api.deps import AuditDep, StateDep, guarded, guarded_environment
-from conveyor.deployments.service import current_spec
+from conveyor.api.deps import AuditDep, PrincipalDep, StateDep, guarded, guarded_environment
+from conveyor.auth.service import Principal
+from conveyor.data import reset as resetting
+from conveyor.data.service import DEFAULT_ROWS, DEFAULT_SEED, MAX_SEED_ROWS
+from conveyor.deployments.service import check_environment_action, current_spec
 from conveyor.environments.service import get_environment
 from conveyor.resources import service as resources
+from conveyor.spec import Spec
 
 router = APIRouter(tags=["resources"])
+
+
+class ResetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    empty: bool = Field(False, description="drop and recreate only: no migrations, no data")
+    rows: int | None = Field(
+        None, ge=1, le=MAX_SEED_ROWS, description=f"synthetic policy: rows per table (default {DEFAULT_ROWS})"
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**63 - 1, description=f"synthetic policy: the seed (default {DEFAULT_SEED})"
+    )
+
+
+def _options(body: ResetBody | None) -> resetting.Options:
+    return resetting.Options() if body is None else resetting.Options(body.empty, body.rows, body.seed)
+
+
+def _check_source(spec: Spec, principal: Principal, name: str, options: resetting.Options) -> None:
+    """A masked environment is refilled from its source: that needs deploy there too, as a clone does."""
+    data = spec.environment(name).data
+    if data.policy == "masked" and not options.empty and data.source in spec.environments:
+        check_environment_action(spec, principal, data.source, "deploy")
 
 
 @router.get("/api/v1/resources", **guarded("environments:read"))
@@ -40,11 +67,23 @@ def provision_resources(name: str, state: StateDep, ctx: AuditDep) -> dict[str, 
 
 
 @router.post("/api/v1/environments/{name}/resources/reset", **guarded_environment("deploy"))
-def reset_resources(name: str, state: StateDep, ctx: AuditDep) -> dict[str, Any]:
-    """Empty every resource: recreate the database or file, delete the namespace's keys; not production."""
-    with state.store.write() as session:
+def reset_resources(
+    name: str, state: StateDep, principal: PrincipalDep, ctx: AuditDep, body: ResetBody | None = None
+) -> dict[str, Any]:
+    """Reset every resource by the data policy: database refilled, SQLite file emptied, keys deleted.
+
+    The PostgreSQL database is dropped, created again, migrated to what is deployed and seeded
+    (synthetic) or cloned from its source (masked); `empty` stops after the drop. Refused for
+    production and dr.
+    """
+    options = _options(body)
+    with state.store.read() as session:
         get_environment(session, name)
-        return resources.reset_all(session, ctx, current_spec(session), name, state.clock.now())
+        spec = current_spec(session)
+    _check_source(spec, principal, name, options)
+    return resetting.reset_environment(
+        state.store, state.settings.home, ctx, spec, state.keyring, name, state.clock.now, options
+    )
 
 
 @router.get("/api/v1/environments/{name}/resources/database", **guarded("environments:read"))
@@ -66,8 +105,18 @@ def provision_database(name: str, state: StateDep, ctx: AuditDep) -> dict[str, A
 
 
 @router.post("/api/v1/environments/{name}/resources/database/reset", **guarded_environment("deploy"))
-def reset_database(name: str, state: StateDep, ctx: AuditDep) -> dict[str, Any]:
-    """Drop the database and create it empty again; refused for production and dr."""
-    with state.store.write() as session:
+def reset_database(
+    name: str, state: StateDep, principal: PrincipalDep, ctx: AuditDep, body: ResetBody | None = None
+) -> dict[str, Any]:
+    """Drop and recreate the database, then refill it by its data policy; refused for production and dr.
+
+    `empty` leaves it empty; otherwise as the environment-wide reset does for its database.
+    """
+    options = _options(body)
+    with state.store.read() as session:
         get_environment(session, name)
-        return resources.reset(session, ctx, current_spec(session), name, state.clock.now())
+        spec = current_spec(session)
+    _check_source(spec, principal, name, options)
+    return resetting.reset_database(
+        state.store, state.settings.home, ctx, spec, state.keyring, name, state.clock.now, options
+    )
