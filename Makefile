@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # the suite runs on this many worker processes (pytest-xdist); most of its time is spent waiting on real
 # servers and app instances, so two workers halve it even on two cores. WORKERS=0 runs it in one process.
 WORKERS ?= 2
+# Tests run the CLI in children forked from one warm process per worker (tests/cli_forkserver.py);
+# `make test CONVEYOR_TEST_CLI=spawn` starts a fresh interpreter for every command instead.
+export CONVEYOR_TEST_CLI
 
 .PHONY: demo test test-unit test-integration lint typecheck lock clean docs bench-router bench-rollback bench-rehearsal bench-masked-clone
 

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.cli_forkserver import ForkServer
+
 # shared, noisy machines: judge properties, not how fast examples are generated
 settings.register_profile(
     "conveyor", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -24,6 +26,16 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "conveyor"))
 
 PG_ADMIN_URL = os.environ.get("CONVEYOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parent.parent
+
+# the CLI runs in children forked from one warm process per worker (tests/cli_forkserver.py)
+_FORK_SERVER = None if os.environ.get("CONVEYOR_TEST_CLI") == "spawn" else ForkServer()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_fork_server() -> Iterator[None]:
+    yield
+    if _FORK_SERVER is not None:
+        _FORK_SERVER.close()
 
 
 def free_port() -> int:
@@ -95,15 +107,18 @@ class Cli:
         self.home.parent.mkdir(parents=True, exist_ok=True)
         if token:
             env["CONVEYOR_TOKEN"] = token
-        proc = subprocess.run(
-            [sys.executable, "-m", "conveyor", *args],
-            cwd=self.home.parent,
-            env=env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        if _FORK_SERVER is not None:
+            proc = _FORK_SERVER.run(list(args), cwd=self.home.parent, env=env, input=input, timeout=timeout)
+        else:  # a fresh interpreter each time
+            proc = subprocess.run(
+                [sys.executable, "-m", "conveyor", *args],
+                cwd=self.home.parent,
+                env=env,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"conveyor {' '.join(args)} exited {proc.returncode}\n"

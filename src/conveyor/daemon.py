@@ -17,6 +17,7 @@ import httpx
 from conveyor.credentials import write_private
 from conveyor.errors import ClientError
 from conveyor.settings import Settings
+from conveyor.tls import client_context
 
 
 def _alive(pid: int) -> bool:
@@ -120,20 +121,21 @@ def wait_ready(
     """Wait until a launched process answers `ready_path`; returns (pid, url), or stops it and says why."""
     name, proc, url, log_file = starting.name, starting.proc, starting.url, starting.log_file
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _forget(settings, name)
-            raise ClientError(
-                f"the {name} exited during start-up (exit code {proc.returncode}); "
-                f"last lines of {log_file}:\n{log_tail(log_file)}",
-                hint="fix the cause above, then run `conveyor up` again",
-            )
-        try:
-            if httpx.get(f"{url}{ready_path}", timeout=1.0).status_code == 200:
-                return proc.pid, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    with httpx.Client(timeout=1.0, verify=client_context()) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                _forget(settings, name)
+                raise ClientError(
+                    f"the {name} exited during start-up (exit code {proc.returncode}); "
+                    f"last lines of {log_file}:\n{log_tail(log_file)}",
+                    hint="fix the cause above, then run `conveyor up` again",
+                )
+            try:
+                if http.get(f"{url}{ready_path}").status_code == 200:
+                    return proc.pid, url
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
     stop(settings, name=name)
     raise ClientError(
         f"the {name} did not become ready within {timeout:.0f}s; last lines of {log_file}:\n"

@@ -369,6 +369,9 @@ def test_promotions_into_one_environment_take_turns_or_are_refused(server: Serve
 
     rita = add_user(server, "rita")
     server.cli("promote", "web", "1.0.0", "--to", "production", token=rita, check=True)
+    # the first one settles at production's approval before the snapshot, so only a change made by
+    # the refused request can differ
+    wait_for(server, only_promotion(server, "production"), ("awaiting_approval",))
     before = snapshot(server)
     refused = server.cli("promote", "web", "1.1.0", "--to", "production", token=rita)
     assert refused.returncode == 1

@@ -13,6 +13,7 @@ from conveyor import __version__
 from conveyor.credentials import read_credentials
 from conveyor.errors import ClientError, ServerUnreachable, error_from_problem
 from conveyor.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+from conveyor.tls import client_context
 
 
 def server_url(settings: Settings, explicit: str | None = None) -> str:
@@ -59,7 +60,7 @@ class Client:
         headers = {"user-agent": f"conveyor-cli/{__version__}"}
         if token:
             headers["authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout, verify=client_context())
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request; return decoded JSON or raise the server's error as a ConveyorError."""

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from conveyor.pipeline.outcome import GateOutcome
+from conveyor.tls import client_context
 
 OUTPUT_TAIL_BYTES = 4096
 # variables a gate's command inherits from the server; everything else (database URLs, tokens,
@@ -180,7 +181,7 @@ def smoke(
     checks: list[dict[str, Any]] = []
     failures: list[str] = []
     headers = {"x-conveyor-version": version}
-    with httpx.Client(base_url=base_url, timeout=timeout, headers=headers) as client:
+    with httpx.Client(base_url=base_url, timeout=timeout, headers=headers, verify=client_context()) as client:
         for path in paths:
             checks.append(_check(client, path, None, failures))
         if expect_version and version_path:

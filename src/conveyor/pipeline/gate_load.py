@@ -25,6 +25,7 @@ from conveyor.pipeline.outcome import GateOutcome
 from conveyor.pipeline.slo_check import MIN_REQUESTS, judge_slos
 from conveyor.spec.gates import LoadGate
 from conveyor.spec.operations import Slos
+from conveyor.tls import client_context
 
 MAX_RPS = 2000.0
 """Highest rate one Python generator drives through the local router; higher targets are capped."""
@@ -162,7 +163,9 @@ async def drive(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {VERSION_HEADER: version}
     planned = issued = 0
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=timeout, limits=limits, verify=client_context()
+    ) as client:
         start = loop.time()
         end = start + len(schedule)
         in_flight: set[asyncio.Task[None]] = set()

@@ -18,6 +18,7 @@ import httpx
 from conveyor.credentials import write_private
 from conveyor.errors import ConveyorError, StoreError, error_from_problem
 from conveyor.runtime.desired import EnvironmentDesired
+from conveyor.tls import client_context
 
 DEFAULT_AGENT_PORT = 8469
 
@@ -72,7 +73,12 @@ class LocalDriver:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = httpx.request(
-                method, self.url + path, headers=self._headers, timeout=self._timeout, **kwargs
+                method,
+                self.url + path,
+                headers=self._headers,
+                timeout=self._timeout,
+                verify=client_context(),
+                **kwargs,
             )
         except httpx.TransportError:
             raise AgentUnavailable(
@@ -126,6 +132,7 @@ class LocalDriver:
                 params=params,
                 headers=self._headers,
                 timeout=httpx.Timeout(self._timeout, read=None),
+                verify=client_context(),
             ) as response:
                 if not response.is_success:
                     response.read()

@@ -61,6 +61,9 @@ class _Instance:
         self.last_exit_code: int | None = None
         self.reason = "starting"
         self.start_error: str | None = None
+        self.earlier_tail: tuple[str, ...] = ()
+        """The last lines of the run before this one: a restarted instance that has not printed yet
+        still shows why the one before it exited."""
         self.retiring = False
         self.replaced = False
         """Still serving while an instance with a changed spec starts in its place (never restarted)."""
@@ -437,6 +440,8 @@ class Supervisor:
         inst.ready_since = None
         inst.restart_now = False
         inst.start_error = None
+        if inst.run is not None and inst.run.tail:
+            inst.earlier_tail = tuple(inst.run.tail)
         try:
             run = await asyncio.to_thread(
                 InstanceProcess.launch, spec, child_env(spec, port), port, self._wall(), now
@@ -605,7 +610,7 @@ class Supervisor:
             ready_since=inst.ready_since if inst.state is InstanceState.READY else None,
             last_exit_code=inst.last_exit_code,
             health_failures=inst.failures,
-            output_tail=tuple(run.tail) if run else ((inst.start_error,) if inst.start_error else ()),
+            output_tail=_tail_of(inst),
             reason=inst.reason,
             log_path=inst.log.path,
         )
@@ -652,6 +657,16 @@ class Supervisor:
         if run.reaped and run.output_closed and not run.exit_logged:
             run.exit_logged = True
             await self._write_log(inst, f"pid {run.pid} {describe_exit(run.exit_code)}")
+
+
+def _tail_of(inst: _Instance) -> tuple[str, ...]:
+    """The instance's last output: its current run's, else what stopped it from starting, else the
+    run before (a restarted instance that has printed nothing yet)."""
+    if inst.run is not None and inst.run.tail:
+        return tuple(inst.run.tail)
+    if inst.start_error:
+        return (inst.start_error,)
+    return inst.earlier_tail
 
 
 def _draining(inst: _Instance) -> bool:
