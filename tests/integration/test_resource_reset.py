@@ -144,6 +144,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, pg_available: bool) -> Itera
     try:
         w.apply()
         for environment in ("development", "staging", "production"):
+            # migrations connect as the environment's login, which its password secret opens
+            w.api(
+                "PUT",
+                f"/api/v1/environments/{environment}/secrets/POSTGRES_PASSWORD",
+                json={"generate": True},
+            )
             w.api("POST", f"/api/v1/environments/{environment}/resources/database/provision")
         w.api("PUT", "/api/v1/environments/production/secrets/MASKING_KEY", json={"generate": True})
         w.register_and_deploy("2.0.0", MIGRATIONS, "development", "staging", "production")

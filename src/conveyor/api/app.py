@@ -111,7 +111,7 @@ def create_app(
     _check_master_key(state)
     bootstrap(state, public_url)
     if os.environ.get("CONVEYOR_ENGINE", "on") != "off":
-        state.engine = Engine(store, clock, state.driver, settings.home)
+        state.engine = Engine(store, clock, state.driver, settings.home, keyring=keyring)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -149,11 +149,17 @@ def reset_database(
     plan = _plan(store, ctx, spec, keyring, environment, options, now)
     d = plan.declared
     with database_lock.hold(d.server, d.names.database, environment, "reset"):
-        return _run(store, home, ctx, spec, plan, now)
+        return _run(store, home, ctx, spec, keyring, plan, now)
 
 
 def _run(
-    store: Store, home: Path, ctx: AuditContext, spec: Spec, plan: _Plan, now: Callable[[], datetime]
+    store: Store,
+    home: Path,
+    ctx: AuditContext,
+    spec: Spec,
+    keyring: Keyring,
+    plan: _Plan,
+    now: Callable[[], datetime],
 ) -> dict[str, Any]:
     d, environment = plan.declared, plan.environment
     result: dict[str, Any] = {
@@ -175,7 +181,7 @@ def _run(
         result["steps"].append(step)
         if not plan.empty and plan.clone is None:
             step = "migrations"
-            result["migrations"] = _migrate(store, home, spec, environment, replay=True)
+            result["migrations"] = _migrate(store, home, spec, keyring, environment, replay=True)
             result["steps"].append(step)
             step = "seed"
             url = postgres.with_database(d.server, d.names.database)
@@ -192,7 +198,7 @@ def _run(
             result["clone"] = data.copy_masked(plan.clone)
             result["steps"].append(step)
             step = "migrations"
-            result["migrations"] = _migrate(store, home, spec, environment, replay=False)
+            result["migrations"] = _migrate(store, home, spec, keyring, environment, replay=False)
             result["steps"].append(step)
     except Exception as exc:
         raise _failed(store, ctx, now, plan, result, step, exc) from None
@@ -201,7 +207,9 @@ def _run(
     return result
 
 
-def _migrate(store: Store, home: Path, spec: Spec, environment: str, *, replay: bool) -> list[dict[str, Any]]:
+def _migrate(
+    store: Store, home: Path, spec: Spec, keyring: Keyring, environment: str, *, replay: bool
+) -> list[dict[str, Any]]:
     """Apply the migrations of every version deployed in `environment`, oldest build first.
 
     `replay`: onto the database just created (every file of each version), else onto a clone that
@@ -218,9 +226,9 @@ def _migrate(store: Store, home: Path, spec: Spec, environment: str, *, replay: 
     done = []
     for service, version in ordered:
         if replay:
-            run = _replay(store, home, spec, environment, service, version)
+            run = _replay(store, home, spec, keyring, environment, service, version)
         else:
-            run = migrations.apply_for(store.read, home, spec, environment, service, version)
+            run = migrations.apply_for(store.read, home, spec, keyring, environment, service, version)
         if run is not None:  # None: the version ships no migrations
             done.append(
                 {
@@ -234,7 +242,7 @@ def _migrate(store: Store, home: Path, spec: Spec, environment: str, *, replay: 
 
 
 def _replay(
-    store: Store, home: Path, spec: Spec, environment: str, service: str, version: str
+    store: Store, home: Path, spec: Spec, keyring: Keyring, environment: str, service: str, version: str
 ) -> runner.Run | None:
     """Every migration of `version` onto the database just created, under the runner's lock.
 
@@ -248,9 +256,9 @@ def _replay(
     with store.read() as session:
         # the files a deploy of `version` applies (bundle verified against its digest)
         files = migrations.migrations_of(session, home, spec, service, version)
-        target = migrations.database_url(session, spec, environment)
-    if not files or declared is None or target is None:
-        return None
+        if not files or declared is None:
+            return None
+        target = migrations.login_target(session, spec, keyring, environment, f"{service} {version}")
     with postgres.connect(target[0]) as conn:
         return runner.migrate(
             conn,

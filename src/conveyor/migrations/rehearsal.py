@@ -117,8 +117,13 @@ def rehearse(
     statement_timeout_ms: int,
     test_rollback: bool = True,
     integrity: Sequence[str] = ("counts", "checksums"),
+    login: tuple[str, str] | None = None,
 ) -> GateOutcome:
-    """Clone `source` on `server`, apply what is pending there, check integrity, and drop the clone."""
+    """Clone `source` on `server`, apply what is pending there, check integrity, and drop the clone.
+
+    `login` (role, password): the environment's app login, which migrates the clone as it migrates
+    the real database; without it the server's own connection does, switching to `owner`.
+    """
     clone = f"{source[:40]}_rehearsal_{uuid.uuid4().hex[:8]}"
     evidence: dict[str, Any] = {"source": source, "clone": clone}
     began = time.perf_counter()
@@ -130,8 +135,9 @@ def rehearse(
             pgtools.create_scratch(server, clone, owner)
             pgtools.restore(server, clone, owner, dump, lambda: None)
         evidence["clone_seconds"] = round(time.perf_counter() - began, 3)
+        clone_url = postgres.with_database(server, clone)
         return _on_clone(
-            postgres.with_database(server, clone),
+            postgres.as_login(clone_url, *login) if login else clone_url,
             owner,
             migrations,
             evidence,

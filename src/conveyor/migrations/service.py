@@ -27,6 +27,7 @@ from conveyor.migrations.schema import Shape, shape_of
 from conveyor.resources import postgres
 from conveyor.resources import service as resources
 from conveyor.runtime.local.bundle import digest_file
+from conveyor.secrets.crypto import Keyring
 from conveyor.spec import Spec
 from conveyor.spec.migrations import MigrationFormat
 
@@ -269,8 +270,23 @@ def refuse(result: Plan) -> None:
         )
 
 
+def login_target(
+    session: Session, spec: Spec, keyring: Keyring, environment: str, release: str
+) -> tuple[str, str]:
+    """(URL of the environment's database signed in as its app login, owner role): what migrations
+    run on. The login can become the owner and no more, so neither can a migration (ADR 0014)."""
+    url, owner = _provisioned(session, spec, environment, release)
+    return postgres.as_login(url, *resources.migration_login(session, spec, keyring, environment)), owner
+
+
 def apply_for(
-    session_factory: Callable[[], Any], home: Path, spec: Spec, environment: str, service: str, version: str
+    session_factory: Callable[[], Any],
+    home: Path,
+    spec: Spec,
+    keyring: Keyring,
+    environment: str,
+    service: str,
+    version: str,
 ) -> runner.Run | None:
     """Apply what `version` has pending in `environment`, checking again under the runner's lock.
 
@@ -281,7 +297,7 @@ def apply_for(
         migrations = migrations_of(session, home, spec, service, version)
         if not migrations:
             return None
-        target = _provisioned(session, spec, environment, f"{service} {version}")
+        target = login_target(session, spec, keyring, environment, f"{service} {version}")
     declared = spec.services[service].migrations
     assert declared is not None
 

@@ -48,6 +48,8 @@ from conveyor.rollout.analysis import Verdict
 from conveyor.rollout.policy import time_scale
 from conveyor.runtime.desired import EnvironmentDesired
 from conveyor.runtime.driver import RuntimeDriver
+from conveyor.secrets.crypto import Keyring
+from conveyor.secrets.keys import load_keyring
 from conveyor.spec import Spec
 from conveyor.store.db import Store
 from conveyor.store.tables import Deployment, GateRun, Promotion
@@ -89,11 +91,13 @@ class Engine:
         driver: RuntimeDriver,
         home: Path,
         settings: EngineSettings | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.driver = driver
         self.home = home
+        self._keyring = keyring
         self.settings = settings or EngineSettings()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -102,6 +106,13 @@ class Engine:
         self._backup_thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def keyring(self) -> Keyring:
+        """The master keys (the server's, else read from the home): migrations open the login's password."""
+        if self._keyring is None:
+            self._keyring = load_keyring(self.home)
+        return self._keyring
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -457,12 +468,16 @@ class Engine:
         source = gate.clone_from or row.environment
         with self.store.read() as session:
             database = resources.resource(session, source)
-        if database is None:
-            return GateOutcome(
-                "failed",
-                f"{source} has no provisioned database to clone for the rehearsal",
-                {"hint": f"run `conveyor resource provision {source}`"},
-            )
+            if database is None:
+                return GateOutcome(
+                    "failed",
+                    f"{source} has no provisioned database to clone for the rehearsal",
+                    {"hint": f"run `conveyor resource provision {source}`"},
+                )
+            try:  # the clone is migrated as the app's login, as the real database will be
+                login, password = resources.migration_login(session, spec, self.keyring, source)
+            except ConveyorError as exc:
+                return GateOutcome("failed", exc.detail, {"hint": exc.hint} if exc.hint else {})
         job = {
             "kind": gate.type,
             "gate": gate.model_dump(mode="json"),
@@ -478,12 +493,16 @@ class Engine:
             "lock_timeout_ms": declared.lock_timeout.milliseconds,
             "statement_timeout_ms": declared.statement_timeout.milliseconds,
         }
-        self._start_job(gate_exec.run_dir(self.home, run.id), job)
+        # the password travels in the process's environment, never in job.json on disk
+        login_env = {gate_proc.LOGIN_VARIABLE: login, gate_proc.PASSWORD_VARIABLE: password}
+        self._start_job(gate_exec.run_dir(self.home, run.id), job, login_env)
         return None
 
-    def _start_job(self, directory: Path, job: dict[str, Any]) -> None:
+    def _start_job(
+        self, directory: Path, job: dict[str, Any], secret_env: dict[str, str] | None = None
+    ) -> None:
         gate_proc.write_job(directory, job)
-        variables = {"CONVEYOR_HOME": str(self.home)}
+        variables = {"CONVEYOR_HOME": str(self.home), **(secret_env or {})}
         if os.environ.get("CONVEYOR_AGENT_URL"):
             variables["CONVEYOR_AGENT_URL"] = os.environ["CONVEYOR_AGENT_URL"]
         command = shlex.join([sys.executable, "-m", "conveyor.pipeline.gate_proc", str(directory)])
@@ -664,7 +683,9 @@ class Engine:
         if version not in {v.version for v in planned.desired.versions}:
             return  # a rollback: migrations never run backwards
         try:
-            run = migrations.apply_for(self.store.read, self.home, spec, environment, service, version)
+            run = migrations.apply_for(
+                self.store.read, self.home, spec, self.keyring, environment, service, version
+            )
         except ConveyorError as exc:
             if exc.status in (409, 503) and not isinstance(
                 exc, migrations.MigrationRefused | ChecksumChanged

@@ -21,6 +21,9 @@ from conveyor.pipeline.outcome import GateOutcome
 PROCESS_GATES = frozenset({"load", "chaos", "migration-rehearsal"})
 JOB = "job.json"
 OUTCOME = "outcome.json"
+LOGIN_VARIABLE = "CONVEYOR_MIGRATION_LOGIN"
+PASSWORD_VARIABLE = "CONVEYOR_MIGRATION_PASSWORD"
+"""The environment login a rehearsal migrates its clone as, and that login's password."""
 
 
 def write_job(directory: Path, job: dict[str, Any]) -> None:
@@ -67,11 +70,13 @@ def _rehearse(job: dict[str, Any]) -> GateOutcome:
     migrations = bundle_migrations(
         Path(job["home"]), job["digest"], job["directory"], job.get("format", "sql")
     )
+    login = os.environ.get(LOGIN_VARIABLE)
     return rehearse(
         job["server"],
         job["database"],
         job["owner"],
         migrations,
+        login=(login, os.environ.get(PASSWORD_VARIABLE, "")) if login else None,
         service=job["service"],
         release=job["release"],
         lock_timeout_ms=int(job["lock_timeout_ms"]),

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from conveyor.errors import Conflict, first_line
 
@@ -57,6 +57,14 @@ def endpoint(url: str) -> tuple[str, str]:
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def as_login(url: str, login: str, password: str) -> str:
+    """`url` signed in as `login` with `password` (any user or password it named is replaced)."""
+    parts = urlsplit(url)
+    hostport = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(login, safe='')}:{quote(password, safe='')}@{hostport}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def scram_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:

@@ -71,6 +71,23 @@ def login_of(row: SecretVersion | None) -> str | None:
     return row.binding.removeprefix(BINDING)
 
 
+def migration_login(session: Session, spec: Spec, keyring: Keyring, environment: str) -> tuple[str, str]:
+    """(login role, its password): the newest login of the environment's database that a password
+    still opens. Migrations connect as it and `SET ROLE` to the owner, so no statement in them can
+    act as more than the owner role, whatever it executes (ADR 0014)."""
+    d = declared(spec, environment)
+    for version in reversed(secrets.versions(session, environment, d.spec.password_secret)):
+        login = login_of(version)
+        if login is not None:
+            ref = str(secrets.Ref(environment, version.name, version.version))
+            return login, secrets.values(session, keyring, {ref})[ref]
+    raise Conflict(
+        f"{environment}'s database has no login with a password yet: migrations connect as the app's login",
+        hint=f"`conveyor secret set {environment} {d.spec.password_secret}`, "
+        f"then `conveyor resource provision {environment}`",
+    )
+
+
 def check_not_retired(session: Session, refs: set[str]) -> None:
     """Refuse a desired state that needs a password whose login was retired after a rotation."""
     for text in refs:

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from conveyor.migrations import runner
 from conveyor.migrations.files import parse_files
+from conveyor.resources import postgres
 from tests.conftest import _pg_connect, drop_pg_database, make_pg_database
 
 pytestmark = pytest.mark.integration
@@ -154,3 +155,33 @@ def test_a_migration_that_would_change_its_role_is_refused_before_anything_runs(
     ):
         migrate(url, owner, escalating)
     assert dict(applied(url)) == {}  # refused before 0001 ran: nothing of the run applied
+
+
+# a migration that hides its way back to the connection's own role from the statement check
+ESCAPE = {
+    "0001_escape.sql": b"DO $$ BEGIN EXECUTE 'RESET ' || chr(82) || 'OLE'; "
+    b"EXECUTE 'CREATE TABLE escaped AS SELECT current_user::text AS who, "
+    b"(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS super'; END $$;\n",
+}
+
+
+def test_a_migration_run_as_the_login_can_escape_to_no_more_than_the_login(
+    database: tuple[str, str],
+) -> None:
+    # what apply_for does: connect as the environment's app login (a member of the owner role)
+    url, owner = database
+    login, password = f"{owner}_a", uuid.uuid4().hex
+    with _pg_connect(url) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(login), sql.Identifier(owner))
+        )
+    try:
+        postgres.set_login(url, login, password)
+        runner.refuse_forbidden(parse_files(ESCAPE))  # the statement check does not see through it
+        migrate(postgres.as_login(url, login, password), owner, ESCAPE)
+        with _pg_connect(url) as conn:
+            assert conn.execute("SELECT who, super FROM escaped").fetchone() == (login, False)
+    finally:
+        drop_pg_database(url.rsplit("/", 1)[1])  # its objects go before the role can
+        with _pg_connect(url.rsplit("/", 1)[0] + "/postgres") as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))

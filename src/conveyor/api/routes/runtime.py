@@ -68,7 +68,9 @@ def deploy(
         )
         spec = deployments.current_spec(session)
     try:  # its schema migrations run first, checked like a promotion's (ADR 0014)
-        migrations.apply_for(state.store.read, state.settings.home, spec, name, body.service, body.version)
+        migrations.apply_for(
+            state.store.read, state.settings.home, spec, state.keyring, name, body.service, body.version
+        )
     except Exception as exc:  # the deployment never stays "applying" behind a failed migration step
         why = (
             exc.detail
