@@ -91,8 +91,8 @@ def print_clone(data: dict[str, Any]) -> None:
         console.print(f"  {line}", markup=False)
     for suspect in data["suspected_pii"]:
         console.print(
-            f"looks personal, not declared: {suspect['column']} (e.g. masking: {suspect['column']}: "
-            f"{suspect['suggested_rule']}, or list it under not_sensitive)",
+            f"looks personal, not declared: {suspect['column']} ({suspect['why']}; e.g. masking: "
+            f"{suspect['column']}: {suspect['suggested_rule']}, or list it under not_sensitive)",
             markup=False,
         )
     if data["unreviewed_columns"]:
@@ -134,7 +134,7 @@ def clone(
         for suspect in data["suspected_pii"]:
             console.print(
                 f"  looks personal, not declared: {suspect['column']} "
-                f"(suggested: {suspect['suggested_rule']})",
+                f"({suspect['why']}; suggested: {suspect['suggested_rule']})",
                 markup=False,
             )
         if data["unreviewed_columns"]:

@@ -252,23 +252,13 @@ def _replay(
     are replayed in the order they were deployed, so that check would refuse a plain replay whenever
     another environment runs another version. The runner still refuses an edited or forbidden file.
     """
-    declared = spec.services[service].migrations
     with store.read() as session:
         # the files a deploy of `version` applies (bundle verified against its digest)
         files = migrations.migrations_of(session, home, spec, service, version)
-        if not files or declared is None:
+        if not files:
             return None
         target = migrations.login_target(session, spec, keyring, environment, f"{service} {version}")
-    with postgres.connect(target[0]) as conn:
-        return runner.migrate(
-            conn,
-            target[1],
-            files,
-            service=service,
-            release=f"{service} {version}",
-            lock_timeout_ms=declared.lock_timeout.milliseconds,
-            statement_timeout_ms=declared.statement_timeout.milliseconds,
-        )
+    return migrations.run_on(target, spec, service, version, files)
 
 
 def _finish_hint(plan: _Plan, step: str) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,13 +22,15 @@ from sqlalchemy.orm import Session
 
 from conveyor.audit.log import AuditContext, record
 from conveyor.data import clone as cloning
-from conveyor.data.catalog import Catalog
+from conveyor.data import detect
+from conveyor.data.catalog import Catalog, CatalogTable
 from conveyor.data.masking import Masker
 from conveyor.data.rules import (
     Column,
     ColumnRef,
     MaskingRefused,
     RuleSet,
+    column_category,
     parse_rules,
     preflight,
     report,
@@ -274,17 +276,46 @@ _PERSONAL = re.compile(
 )
 
 
-def suspects(catalog: Catalog, unreviewed: list[str]) -> list[dict[str, str]]:
-    """Unreviewed columns whose names look personal, with a rule to start from, for a person to confirm."""
+Sampler = Callable[[CatalogTable, str], list[str | None]]
+SAMPLE_ROWS = 200
+
+
+def suspects(catalog: Catalog, unreviewed: list[str], sample: Sampler | None = None) -> list[dict[str, str]]:
+    """Unreviewed columns that look personal, by their name or (with `sample`) by what a sample of
+    their values looks like, each with a rule to start from and why, for a person to confirm."""
     found = []
     for ref in unreviewed:
         table_ref, _, name = ref.rpartition(".")
         table = catalog.table(table_ref)
         column = table.column(name) if table else None
-        if column is not None and _PERSONAL.search(name):
+        if table is None or column is None:
+            continue
+        if _PERSONAL.search(name):
             rule = suggested_rule(Column(column.name, column.type, column.nullable))
-            found.append({"column": ref, "suggested_rule": rule})
+            found.append({"column": ref, "suggested_rule": rule, "why": "its name looks personal"})
+        elif sample is not None and column_category(column.type) == "text":
+            detected = detect.classify(sample(table, name))
+            if detected is not None:
+                found.append({"column": ref, "suggested_rule": detected.kind.rule, "why": detected.why})
     return found
+
+
+@contextmanager
+def sampler(url: str) -> Iterator[Sampler]:
+    """Reads up to SAMPLE_ROWS non-null values of a column, read-only, for the detector's eyes only."""
+    from psycopg import sql
+
+    with postgres.connect(url) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        conn.execute("SET statement_timeout = '5s'")
+
+        def sample(table: CatalogTable, column: str) -> list[str | None]:
+            query = sql.SQL("SELECT {c}::text FROM {s}.{t} WHERE {c} IS NOT NULL LIMIT %s").format(
+                c=sql.Identifier(column), s=sql.Identifier(table.schema), t=sql.Identifier(table.name)
+            )
+            return [row[0] for row in conn.execute(query, (SAMPLE_ROWS,))]
+
+        yield sample
 
 
 def check_clone(session: Session, spec: Spec, keyring: Keyring, source: str, target: str) -> dict[str, Any]:
@@ -304,7 +335,7 @@ def check_clone(session: Session, spec: Spec, keyring: Keyring, source: str, tar
         "ok": found.ok and subset_problem is None,
         "problems": [p.to_json() for p in found.problems] + ([subset_problem] if subset_problem else []),
         "unreviewed_columns": _unreviewed(plan, catalog),
-        "suspected_pii": suspects(catalog, _unreviewed(plan, catalog)),
+        "suspected_pii": _suspects_in_source(plan, catalog, _unreviewed(plan, catalog)),
         "key_fingerprint": plan.masker.fingerprint,
     }
 
@@ -380,10 +411,15 @@ def copy_masked(plan: ClonePlan) -> dict[str, Any]:
         "phases": {k: round(v, 3) for k, v in built.seconds.items()},
         "rows_per_second": round(built.rows / seconds) if seconds else None,
         "unreviewed_columns": unreviewed,
-        "suspected_pii": suspects(catalog, unreviewed),
+        "suspected_pii": _suspects_in_source(plan, catalog, unreviewed),
         "report": masking.to_json(),
         "report_lines": masking.lines(),
     }
+
+
+def _suspects_in_source(plan: ClonePlan, catalog: Catalog, unreviewed: list[str]) -> list[dict[str, str]]:
+    with sampler(plan.source_url) as sample:
+        return suspects(catalog, unreviewed, sample)
 
 
 def clone_details(result: dict[str, Any]) -> dict[str, Any]:

@@ -298,8 +298,6 @@ def apply_for(
         if not migrations:
             return None
         target = login_target(session, spec, keyring, environment, f"{service} {version}")
-    declared = spec.services[service].migrations
-    assert declared is not None
 
     def under_lock(pending: list[Migration], applied: dict[str, runner.Applied]) -> None:
         result = Plan(environment, service, version, migrations=migrations, applied=applied)
@@ -308,6 +306,20 @@ def apply_for(
                 _judge(fresh, home, spec, result)
         refuse(result)
 
+    return run_on(target, spec, service, version, migrations, before=under_lock)
+
+
+def run_on(
+    target: tuple[str, str],
+    spec: Spec,
+    service: str,
+    version: str,
+    migrations: list[Migration],
+    before: Callable[[list[Migration], dict[str, runner.Applied]], None] | None = None,
+) -> runner.Run:
+    """The runner on `target` (URL, owner role) with the service's declared timeouts."""
+    declared = spec.services[service].migrations
+    assert declared is not None, f"{service} declares no migrations"
     with postgres.connect(target[0]) as conn:
         return runner.migrate(
             conn,
@@ -317,7 +329,7 @@ def apply_for(
             release=f"{service} {version}",
             lock_timeout_ms=declared.lock_timeout.milliseconds,
             statement_timeout_ms=declared.statement_timeout.milliseconds,
-            before=under_lock,
+            before=before,
         )
 
 
