@@ -102,6 +102,9 @@ class Cli:
         check: bool = False,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
+        if "--wait" in args[:-1]:  # the command's own wait runs out first, and says why
+            waited = args[args.index("--wait") + 1]
+            timeout = max(timeout, float(waited) + 30) if waited.isdigit() else timeout
         env = {**os.environ, **self.env, "CONVEYOR_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "200"}
         env.pop("CONVEYOR_TOKEN", None)
         self.home.parent.mkdir(parents=True, exist_ok=True)
@@ -161,11 +164,18 @@ def start_server(workdir: Path, database_url: str, env: dict[str, str] | None = 
     # promotions in tests move as soon as their step is done (a test may set its own values)
     fast = {"CONVEYOR_ENGINE_TICK": "0.1", "CONVEYOR_ENGINE_POLL": "0.2"}
     cli = Cli(home, {"CONVEYOR_DATABASE_URL": database_url, **fast, **(env or {})})
-    port = free_port()
-    started = cli("up", "--port", str(port), "--agent-port", str(free_port()))
-    if started.returncode != 0:
+    for attempt in range(3):
+        port = free_port()
+        started = cli("up", "--port", str(port), "--agent-port", str(free_port()))
+        if started.returncode == 0:
+            break
         cli("down")  # `up` leaves the agent it started running when the server fails to start
-        raise AssertionError(f"conveyor up exited {started.returncode}\n{started.stdout}\n{started.stderr}")
+        # a free port can be taken by another test's process before ours binds it: try others
+        taken = "already in use" in started.stderr or "could not listen there" in started.stderr
+        if not taken or attempt == 2:
+            raise AssertionError(
+                f"conveyor up exited {started.returncode}\n{started.stdout}\n{started.stderr}"
+            )
     creds = json.loads((home / "credentials").read_text())
     return Server(cli, f"http://127.0.0.1:{port}", creds["token"], database_url)
 

@@ -115,6 +115,15 @@ def launch(
     return Starting(name, proc, url, log_file)
 
 
+def _answered_by(response: httpx.Response) -> int | None:
+    """The pid a ready answer names (None when it names none: not a Conveyor process)."""
+    try:
+        pid = response.json().get("pid")
+    except (ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) else None
+
+
 def wait_ready(
     settings: Settings, starting: Starting, timeout: float = 30.0, ready_path: str = "/readyz"
 ) -> tuple[int, str]:
@@ -131,10 +140,20 @@ def wait_ready(
                     hint="fix the cause above, then run `conveyor up` again",
                 )
             try:
-                if http.get(f"{url}{ready_path}").status_code == 200:
-                    return proc.pid, url
+                answer = http.get(f"{url}{ready_path}")
             except httpx.TransportError:
-                pass
+                answer = None
+            if answer is not None and answer.status_code == 200:
+                answered_by = _answered_by(answer)
+                if answered_by == proc.pid:
+                    return proc.pid, url
+                stop(settings, name=name)
+                who = f"another process (pid {answered_by})" if answered_by else "another program"
+                raise ClientError(
+                    f"{who} answers at {url}: the {name} could not listen there",
+                    hint=f"stop that process, or start on another port (see `conveyor up --help`); "
+                    f"{log_file} has the {name}'s own error",
+                )
             time.sleep(0.05)
     stop(settings, name=name)
     raise ClientError(

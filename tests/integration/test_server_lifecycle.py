@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conveyor.store.db import Store
 from conveyor.store.migrate import head_revision, upgrade
@@ -36,7 +37,7 @@ def test_status_shows_server_store_and_environments(server: Server) -> None:
 def test_health_and_readiness_are_public_everything_else_is_not(server: Server) -> None:
     with server.http() as http:
         assert http.get("/healthz").status_code == 200
-        assert http.get("/readyz").json() == {"status": "ready"}
+        assert http.get("/readyz").json() == {"status": "ready", "pid": server.pid()}
         for path in ("/version", "/openapi.json", "/api/v1/status"):
             response = http.get(path)
             assert response.status_code == 401, path
@@ -114,3 +115,40 @@ def test_cli_says_what_to_do_when_no_server_runs(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not reachable" in result.stderr and "conveyor up" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_launch_whose_port_another_program_takes_first_is_not_taken_for_ready(tmp_path: Path) -> None:
+    # the port is free when the agent is launched; something else binds it while the agent is still
+    # importing: its answers must not pass for the agent's
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from conveyor import daemon
+    from conveyor.errors import ClientError
+    from conveyor.settings import Settings
+
+    class AlwaysOk(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    settings = Settings(tmp_path / ".conveyor", f"sqlite:///{tmp_path / 'state.db'}")
+    port = free_port()
+    starting = daemon.launch(settings, "127.0.0.1", port, name="agent")
+    squatter = ThreadingHTTPServer(("127.0.0.1", port), AlwaysOk)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ClientError, match=f"another program answers at http://127.0.0.1:{port}"):
+            daemon.wait_ready(settings, starting, ready_path="/healthz")
+        assert starting.proc.wait(timeout=10) is not None  # it is stopped, or gave up by itself
+        assert not (settings.home / "agent.pid").exists()
+    finally:
+        if starting.proc.poll() is None:
+            starting.proc.kill()
+        squatter.shutdown()

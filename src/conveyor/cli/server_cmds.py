@@ -60,6 +60,7 @@ def up(
             agent = daemon.launch(settings, host, agent_port, name="agent")
         extra_env["CONVEYOR_AGENT_URL"] = agent_url(settings.home)
     pid = daemon.running_pid(settings)
+    server: daemon.Starting | None = None
     try:
         if pid:
             console.print(f"server already running (pid {pid}) at {server_url(settings)}")
@@ -69,8 +70,14 @@ def up(
         server = daemon.launch(settings, host, port, extra_env=extra_env)
     finally:
         if agent is not None:
-            agent_pid, url = daemon.wait_ready(settings, agent, ready_path="/healthz")
+            try:
+                agent_pid, url = daemon.wait_ready(settings, agent, ready_path="/healthz")
+            except ClientError:
+                if server is not None:  # no server is left running without the agent it was given
+                    daemon.stop(settings)
+                raise
             console.print(f"agent started (pid {agent_pid}) at {url}")
+    assert server is not None
     pid, url = daemon.wait_ready(settings, server)
     console.print(f"server started (pid {pid}) at {url}")
     console.print(f"logs: {settings.log_file}, {settings.home / 'agent.log'}")

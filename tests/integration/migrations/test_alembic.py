@@ -510,7 +510,7 @@ def test_an_alembic_release_through_a_real_server(server: Server, tmp_path: Path
             server.cli("migrations", "plan", "staging", "web", "1.0.0", "-o", "json", check=True).stdout
         )
         assert plan["pending"] == ["0001_a1b2c3d40001", "0002_b2c3d4e50002"] and plan["ok"], plan
-        server.cli("promote", "web", "1.0.0", "--to", "staging", "--wait", "90", check=True)
+        server.cli("promote", "web", "1.0.0", "--to", "staging", "--wait", "90", check=True, timeout=120)
 
         url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{database_name}"
         assert alembic_current(url) == "b2c3d4e50002"

@@ -129,7 +129,7 @@ class Traffic:
 
 def promote_everywhere(server: Server, version: str) -> None:
     for environment in ENVIRONMENTS:
-        server.cli("promote", "web", version, "--to", environment, "--wait", "90", check=True)
+        server.cli("promote", "web", version, "--to", environment, "--wait", "90", check=True, timeout=120)
 
 
 def columns(database: str) -> set[str]:

@@ -100,7 +100,7 @@ def run(server: Server, tmp_path: Path, project: str, database: str) -> None:
     register(
         server, tmp_path, "1.1.0", "user_id", {**release_files("1.0.0"), "migrations/0002_note.sql": SLOW}
     )
-    server.cli("promote", "web", "1.0.0", "--to", "staging", "--wait", "60", check=True)
+    server.cli("promote", "web", "1.0.0", "--to", "staging", "--wait", "60", check=True, timeout=90)
 
     server.cli("promote", "web", "1.1.0", "--to", "staging", check=True)
     deadline = time.monotonic() + 30

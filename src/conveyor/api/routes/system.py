@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -32,7 +33,8 @@ def readyz(state: StateDep) -> JSONResponse:
         return JSONResponse({"status": "not ready", "reason": exc.detail}, status_code=503)
     except Exception:
         return JSONResponse({"status": "not ready", "reason": "state store unreachable"}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    # the pid lets `conveyor up` tell its own server from another process answering on the port
+    return JSONResponse({"status": "ready", "pid": os.getpid()})
 
 
 @router.get("/version", tags=["system"], **guarded("status:read"))

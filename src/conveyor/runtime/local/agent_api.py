@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,8 +54,9 @@ def create_agent_app(home: Path, *, tick: float = 0.1) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, str | int]:
+        # the pid lets `conveyor up` tell its own agent from another process answering on the port
+        return {"status": "ok", "pid": os.getpid()}
 
     @app.get("/v1/environments", dependencies=guard)
     async def observe_all() -> dict[str, Any]:
