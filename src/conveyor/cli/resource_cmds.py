@@ -183,9 +183,11 @@ def reset(
 ) -> None:
     """Recreate the environment's resources with its data policy (refused for production and dr).
 
-    The database is dropped and created again, the migrations of every version deployed there run,
-    then it is seeded (synthetic) or cloned from its source through the masking rules (masked); a
-    SQLite file comes back empty; the Redis namespace's keys are deleted.
+    The database is dropped and created again, and the migrations of every version deployed there run.
+
+    Then it is seeded (synthetic) or cloned from its source through the masking rules (masked).
+
+    A SQLite file comes back empty; the Redis namespace's keys are deleted.
     """
     if not yes:
         raise ClientError(
