@@ -3,18 +3,15 @@ each environment, dumped, kept, restored and rehearsed (ADR 0016)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from conveyor.cli.client import Client, api_token, server_url
-from conveyor.cli.common import cli_context
+from conveyor.cli.common import api
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table, short_time
 
-WAIT_S = 24 * 3600.0
+WAIT_S = 24 * 3600.0  # dumps and restores are long requests: the client waits while the server works
 """A backup or restore of a large database takes as long as it takes; the server records its progress."""
 
 
@@ -34,17 +31,6 @@ app = typer.Typer(
 )
 
 EnvArg = typer.Argument(..., help="environment name")
-
-
-@contextmanager
-def _api(ctx: typer.Context) -> Iterator[Client]:
-    """An API client that waits as long as the server works (dumps and restores are long requests)."""
-    cc = cli_context(ctx)
-    client = Client(server_url(cc.settings, cc.url), api_token(cc.settings), timeout=WAIT_S)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _size(value: int | None) -> str | None:
@@ -92,7 +78,7 @@ def _print_backup(data: dict[str, Any]) -> None:
 @app.command("create")
 def create(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOption) -> None:
     """Back up ENV's database now: pg_dump -Fc of one snapshot with its row counts; prunes expired ones."""
-    with _api(ctx) as client, console.status(f"backing up {env}'s database…"):
+    with api(ctx, timeout=WAIT_S) as client, console.status(f"backing up {env}'s database…"):
         data = client.post(f"/api/v1/environments/{env}/backups")
     if output is Output.json:
         print_json(data)
@@ -103,7 +89,7 @@ def create(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOption)
 @app.command("list")
 def list_backups(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOption) -> None:
     """ENV's backups, newest first, with the schedule and retention from conveyor.yaml."""
-    with _api(ctx) as client:
+    with api(ctx, timeout=WAIT_S) as client:
         data = client.get(f"/api/v1/environments/{env}/backups")
     if output is Output.json:
         print_json(data)
@@ -141,7 +127,7 @@ def show(
     output: Output = OutputOption,
 ) -> None:
     """One backup: file, size, sha256, per-table row counts, timing, who took it."""
-    with _api(ctx) as client:
+    with api(ctx, timeout=WAIT_S) as client:
         data = client.get(f"/api/v1/backups/{backup_id}")
     if output is Output.json:
         print_json(data)
@@ -152,7 +138,7 @@ def show(
 @app.command("prune")
 def prune(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOption) -> None:
     """Delete ENV's backups older than backups.keep (file and record); the last good one always stays."""
-    with _api(ctx) as client:
+    with api(ctx, timeout=WAIT_S) as client:
         data = client.post(f"/api/v1/environments/{env}/backups/prune")
     if output is Output.json:
         print_json(data)
@@ -163,7 +149,7 @@ def prune(ctx: typer.Context, env: str = EnvArg, output: Output = OutputOption) 
 
 
 def _runs(ctx: typer.Context, env: str, kind: str, output: Output) -> None:
-    with _api(ctx) as client:
+    with api(ctx, timeout=WAIT_S) as client:
         data = client.get(f"/api/v1/environments/{env}/restore-runs", params={"kind": kind})
     if output is Output.json:
         print_json(data)
@@ -246,7 +232,7 @@ def restore(
     """
     target = to or env
     body = {"backup": backup, "source": env, "confirm": yes, "safety_backup": safety_backup}
-    with _api(ctx) as client, console.status(f"restoring backup {backup} into {target}…"):
+    with api(ctx, timeout=WAIT_S) as client, console.status(f"restoring backup {backup} into {target}…"):
         data = client.post(f"/api/v1/environments/{target}/restore", json=body)
     if output is Output.json:
         print_json(data)
@@ -282,7 +268,7 @@ def restore_drill(
     Exits non-zero when the drill fails (restore error, a row count or constraint differs) or the
     restore took longer than recovery.rto.
     """
-    with _api(ctx) as client, console.status(f"restore drill of {env}…"):
+    with api(ctx, timeout=WAIT_S) as client, console.status(f"restore drill of {env}…"):
         data = client.post(f"/api/v1/environments/{env}/restore-drills", json={"backup": backup})
     if output is Output.json:
         print_json(data)

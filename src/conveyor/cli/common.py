@@ -31,10 +31,11 @@ def cli_context(ctx: typer.Context) -> CliContext:
 
 
 @contextmanager
-def api(ctx: typer.Context) -> Iterator[Client]:
-    """An API client for the server this invocation talks to."""
+def api(ctx: typer.Context, timeout: float = 30.0) -> Iterator[Client]:
+    """An API client for the server this invocation talks to; long requests (dumps, clones) pass a
+    longer `timeout`."""
     cc = cli_context(ctx)
-    client = Client(server_url(cc.settings, cc.url), api_token(cc.settings))
+    client = Client(server_url(cc.settings, cc.url), api_token(cc.settings), timeout=timeout)
     try:
         yield client
     finally:

@@ -6,8 +6,7 @@ from typing import Any
 
 import typer
 
-from conveyor.cli.client import Client, api_token, server_url
-from conveyor.cli.common import api, cli_context
+from conveyor.cli.common import api
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table
 
 app = typer.Typer(
@@ -18,12 +17,6 @@ app = typer.Typer(
 EnvArg = typer.Argument(..., help="environment name")
 LONG_TIMEOUT_S = 6 * 3600.0
 """A clone of a large database runs inside one request; the server does the work, the CLI waits."""
-
-
-def long_client(ctx: typer.Context) -> Client:
-    """An API client that waits as long as a seed or clone runs (the server does the work)."""
-    cc = cli_context(ctx)
-    return Client(server_url(cc.settings, cc.url), api_token(cc.settings), timeout=LONG_TIMEOUT_S)
 
 
 @app.command("show")
@@ -56,14 +49,11 @@ def seed(
     output: Output = OutputOption,
 ) -> None:
     """Replace the database's rows with deterministic synthetic ones (synthetic environments only)."""
-    client = long_client(ctx)
-    try:
-        with console.status(f"seeding {env} with {rows:,} rows per table …"):
-            data = client.post(
-                f"/api/v1/environments/{env}/data/seed", json={"rows": rows, "seed": seed_value}
-            )
-    finally:
-        client.close()
+    with (
+        api(ctx, timeout=LONG_TIMEOUT_S) as client,
+        console.status(f"seeding {env} with {rows:,} rows per table …"),
+    ):
+        data = client.post(f"/api/v1/environments/{env}/data/seed", json={"rows": rows, "seed": seed_value})
     if output is Output.json:
         print_json(data)
         return
@@ -116,14 +106,11 @@ def clone(
     output: Output = OutputOption,
 ) -> None:
     """Copy SOURCE into --to through the masking rules; the clone is built aside and swapped in whole."""
-    client = long_client(ctx)
-    try:
-        with console.status(f"{'checking' if check else 'cloning'} {source} → {to} …"):
-            data = client.post(
-                f"/api/v1/environments/{to}/data/clone", json={"source": source, "check": check}
-            )
-    finally:
-        client.close()
+    with (
+        api(ctx, timeout=LONG_TIMEOUT_S) as client,
+        console.status(f"{'checking' if check else 'cloning'} {source} → {to} …"),
+    ):
+        data = client.post(f"/api/v1/environments/{to}/data/clone", json={"source": source, "check": check})
     if output is Output.json:
         print_json(data)
     elif check:

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from conveyor.cli.common import api
-from conveyor.cli.data_cmds import long_client, print_clone
+from conveyor.cli.data_cmds import LONG_TIMEOUT_S, print_clone
 from conveyor.cli.output import Output, OutputOption, console, print_json, print_table
 from conveyor.errors import ClientError
 
@@ -196,12 +196,8 @@ def reset(
         )
     body: dict[str, Any] = {"empty": empty}
     body.update({k: v for k, v in (("rows", rows), ("seed", seed)) if v is not None})
-    client = long_client(ctx)
-    try:
-        with console.status(f"resetting {env} …"):
-            data = client.post(f"/api/v1/environments/{env}/resources/reset", json=body)
-    finally:
-        client.close()
+    with api(ctx, timeout=LONG_TIMEOUT_S) as client, console.status(f"resetting {env} …"):
+        data = client.post(f"/api/v1/environments/{env}/resources/reset", json=body)
     if output is Output.json:
         print_json(data)
         return
