@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.api.deps import AuditDep, PrincipalDep, StateDep, guarded, guarded_environment
+from conveyor.api.deps import AppState, AuditDep, PrincipalDep, StateDep, guarded, guarded_environment
+from conveyor.audit.log import AuditContext
 from conveyor.auth.service import Principal
 from conveyor.data import reset as resetting
 from conveyor.data.service import DEFAULT_ROWS, DEFAULT_SEED, MAX_SEED_ROWS
@@ -39,6 +41,24 @@ def _check_source(spec: Spec, principal: Principal, name: str, options: resettin
     data = spec.environment(name).data
     if data.policy == "masked" and not options.empty and data.source in spec.environments:
         check_environment_action(spec, principal, data.source, "deploy")
+
+
+def _reset(
+    run: Callable[..., dict[str, Any]],
+    name: str,
+    state: AppState,
+    principal: Principal,
+    ctx: AuditContext,
+    body: ResetBody | None,
+) -> dict[str, Any]:
+    """Both reset routes: check the environment and the clone source's permission, then `run` it
+    without holding a state-store transaction (a reset runs for minutes)."""
+    options = _options(body)
+    with state.store.read() as session:
+        get_environment(session, name)
+        spec = current_spec(session)
+    _check_source(spec, principal, name, options)
+    return run(state.store, state.settings.home, ctx, spec, state.keyring, name, state.clock.now, options)
 
 
 @router.get("/api/v1/resources", **guarded("environments:read"))
@@ -76,14 +96,7 @@ def reset_resources(
     (synthetic) or cloned from its source (masked); `empty` stops after the drop. Refused for
     production and dr.
     """
-    options = _options(body)
-    with state.store.read() as session:
-        get_environment(session, name)
-        spec = current_spec(session)
-    _check_source(spec, principal, name, options)
-    return resetting.reset_environment(
-        state.store, state.settings.home, ctx, spec, state.keyring, name, state.clock.now, options
-    )
+    return _reset(resetting.reset_environment, name, state, principal, ctx, body)
 
 
 @router.get("/api/v1/environments/{name}/resources/database", **guarded("environments:read"))
@@ -112,11 +125,4 @@ def reset_database(
 
     `empty` leaves it empty; otherwise as the environment-wide reset does for its database.
     """
-    options = _options(body)
-    with state.store.read() as session:
-        get_environment(session, name)
-        spec = current_spec(session)
-    _check_source(spec, principal, name, options)
-    return resetting.reset_database(
-        state.store, state.settings.home, ctx, spec, state.keyring, name, state.clock.now, options
-    )
+    return _reset(resetting.reset_database, name, state, principal, ctx, body)
