@@ -323,6 +323,7 @@ def check_clone(session: Session, spec: Spec, keyring: Keyring, source: str, tar
     plan = plan_clone(session, spec, keyring, source, target)
     catalog = cloning.inspect(plan.source_url)
     found = preflight(catalog.for_rules(), plan.declared.rules, plan.declared.pii)
+    unreviewed = _unreviewed(plan, catalog)
     subset_problem = None
     if found.ok:
         try:
@@ -334,8 +335,8 @@ def check_clone(session: Session, spec: Spec, keyring: Keyring, source: str, tar
         "target": target,
         "ok": found.ok and subset_problem is None,
         "problems": [p.to_json() for p in found.problems] + ([subset_problem] if subset_problem else []),
-        "unreviewed_columns": _unreviewed(plan, catalog),
-        "suspected_pii": _suspects_in_source(plan, catalog, _unreviewed(plan, catalog)),
+        "unreviewed_columns": unreviewed,
+        "suspected_pii": _suspects_in_source(plan, catalog, unreviewed),
         "key_fingerprint": plan.masker.fingerprint,
     }
 
